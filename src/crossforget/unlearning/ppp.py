@@ -1,0 +1,131 @@
+"""PPP partitioned dampening: regions (Eq. 5), base factor (Eq. 6), hierarchical update (Eq. 7).
+
+I_f, I_n, I_r are the diagonal Fishers over the forget set D_f, the neighbour set D_n and the rest of the
+retain set D_r \\ D_n. Region codes: 0 = S (shared, untouched), 1 = B (buffer), 2 = C (core).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from crossforget.errors import CrossforgetError
+from crossforget.unlearning.fisher import aligned_parameters
+
+SHARED, BUFFER, CORE = 0, 1, 2
+REGION_NAMES: dict[int, str] = {SHARED: "S", BUFFER: "B", CORE: "C"}
+
+# Eq. 6's epsilon only keeps w finite where it is never applied: an entry outside S has
+# I_f > alpha * I_r >= 0, so I_f > 0 there. It must sit far below the Fisher values of deep models
+# (squared gradients of 1e-8 are 1e-16), or it would bias w; 1e-30 is still a normal float32.
+DEFAULT_EPS = 1e-30
+
+
+def _work_dtype(tensor: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(tensor.dtype, torch.float32)
+
+
+def partition_tensor(
+    fisher_f: torch.Tensor, fisher_n: torch.Tensor, fisher_r: torch.Tensor, alpha: float, tau: float
+) -> torch.Tensor:
+    """Eq. 5 for one tensor: S if I_f <= alpha * I_r; else B if I_f < tau * I_n; else C (int8 codes)."""
+    shared = fisher_f <= alpha * fisher_r
+    buffer = ~shared & (fisher_f < tau * fisher_n)
+    regions = torch.full(fisher_f.shape, CORE, dtype=torch.int8, device=fisher_f.device)
+    regions[buffer] = BUFFER
+    regions[shared] = SHARED
+    return regions
+
+
+def partition(
+    fisher_f: Mapping[str, torch.Tensor],
+    fisher_n: Mapping[str, torch.Tensor],
+    fisher_r: Mapping[str, torch.Tensor],
+    alpha: float,
+    tau: float,
+) -> dict[str, torch.Tensor]:
+    """Eq. 5 for every tensor: name -> int8 tensor with 0 = S, 1 = B, 2 = C."""
+    _check_thresholds(alpha, tau)
+    aligned_parameters(fisher_f, _named(fisher_f, fisher_n, fisher_r))
+    return {
+        name: partition_tensor(fisher_f[name], fisher_n[name], fisher_r[name], alpha, tau)
+        for name in fisher_f
+    }
+
+
+def dampening_factor(
+    fisher_f: torch.Tensor, fisher_r: torch.Tensor, lam: float, lam_max: float, eps: float = DEFAULT_EPS
+) -> torch.Tensor:
+    """Eq. 6: w = min((lam * I_r / (I_f + eps))^2, lam_max), elementwise (an overflow to inf is capped)."""
+    dtype = _work_dtype(fisher_f)
+    ratio = lam * fisher_r.to(dtype) / (fisher_f.to(dtype) + eps)
+    return ratio.square().clamp(max=lam_max)
+
+
+def ppp_dampen(
+    params: Mapping[str, torch.Tensor] | nn.Module,
+    fisher_f: Mapping[str, torch.Tensor],
+    fisher_n: Mapping[str, torch.Tensor],
+    fisher_r: Mapping[str, torch.Tensor],
+    alpha: float,
+    tau: float,
+    lam: float,
+    lam_max: float,
+    gamma: float,
+    eps: float = DEFAULT_EPS,
+    core_sign: float = -1.0,
+) -> dict[str, dict[str, int]]:
+    """Apply Eq. 7 in place; return per-tensor region sizes ``{"S": n, "B": n, "C": n}``.
+
+    B: theta <- w * theta; C: theta <- core_sign * gamma * w * theta; S: unchanged. ``core_sign=-1`` is the
+    sign inversion of Eq. 7 and Algorithm 1 line 11 (intentional); ``+1`` is the no-inversion ablation.
+    Only tensors named by the Fisher dicts are touched. An all-zero forget Fisher puts every entry in S
+    (I_f = 0 <= alpha * I_r), so nothing changes; the caller decides whether to warn.
+    """
+    _check_thresholds(alpha, tau)
+    if lam < 0 or lam_max < 0 or gamma < 0 or eps < 0:
+        raise CrossforgetError(
+            f"PPP needs lambda, lambda_max, gamma, eps >= 0; got {lam}, {lam_max}, {gamma}, {eps}"
+        )
+    if core_sign not in (-1.0, 1.0):
+        raise CrossforgetError(f"core_sign must be -1 (paper) or +1 (ablation), got {core_sign}")
+    targets = aligned_parameters(params, _named(fisher_f, fisher_n, fisher_r))
+    sizes: dict[str, dict[str, int]] = {}
+    with torch.no_grad():
+        for name, param in targets.items():
+            f, n, r = (fisher[name].to(param.device) for fisher in (fisher_f, fisher_n, fisher_r))
+            regions = partition_tensor(f, n, r, alpha, tau)
+            w = dampening_factor(f, r, lam, lam_max, eps)
+            factor = torch.where(regions == BUFFER, w, core_sign * gamma * w)
+            factor = torch.where(regions == SHARED, torch.ones_like(w), factor)
+            param.mul_(factor.to(param.dtype))
+            sizes[name] = _counts(regions)
+    return sizes
+
+
+def region_sizes(regions: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """Total number of entries in S, B and C over all tensors of a partition (for diagnostics)."""
+    totals = {label: 0 for label in REGION_NAMES.values()}
+    for codes in regions.values():
+        for label, count in _counts(codes).items():
+            totals[label] += count
+    return totals
+
+
+def _counts(codes: torch.Tensor) -> dict[str, int]:
+    return {label: int((codes == code).sum()) for code, label in REGION_NAMES.items()}
+
+
+def _check_thresholds(alpha: float, tau: float) -> None:
+    if alpha < 0 or tau < 0:
+        raise CrossforgetError(f"PPP needs alpha >= 0 and tau >= 0, got alpha={alpha}, tau={tau}")
+
+
+def _named(
+    fisher_f: Mapping[str, torch.Tensor],
+    fisher_n: Mapping[str, torch.Tensor],
+    fisher_r: Mapping[str, torch.Tensor],
+) -> dict[str, Mapping[str, torch.Tensor]]:
+    return {"forget Fisher I_f": fisher_f, "neighbour Fisher I_n": fisher_n, "retain Fisher I_r": fisher_r}
