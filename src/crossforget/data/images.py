@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ def load_image(path: str | Path, size: int) -> np.ndarray | None:
         with Image.open(path) as img:
             img = img.convert("RGB")
             return center_crop_resize(img, size)
-    except (OSError, UnidentifiedImageError, ValueError):
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
 
 
@@ -33,3 +34,19 @@ def resize_batch(batch: np.ndarray, size: int) -> np.ndarray:
     for i, image in enumerate(batch):
         out[i] = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))
     return out
+
+
+def unreadable_images(paths: Sequence[Path]) -> list[int]:
+    """Indices of files Pillow cannot even open (empty, not an image, decompression bomb).
+
+    Only the header is read, so this is cheap; files that open but fail to decode later are still
+    replaced by a grey image and counted by ``FileImages`` instead of crashing an epoch.
+    """
+    bad = []
+    for index, path in enumerate(paths):
+        try:
+            with Image.open(path) as img:
+                img.size  # noqa: B018  (touching the header is the check)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+            bad.append(index)
+    return bad
