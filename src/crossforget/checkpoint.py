@@ -1,0 +1,87 @@
+"""Checkpoints: a folder with ``weights.safetensors`` and ``config.json``; never pickle.
+
+Weights are stored under prefixes: ``model.`` (what the unlearning methods change), ``loss.`` (the DSPH
+proxies, needed for the Fisher of L_hash), ``prototypes.`` (Eq. 2, computed after training) and
+optionally ``fisher.`` (the full-data Fisher, stored on request for SSD).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from crossforget.errors import CrossforgetError
+from crossforget.io import atomic_write_bytes, atomic_write_json
+
+FORMAT = "crossforget-checkpoint/1"
+WEIGHTS, CONFIG = "weights.safetensors", "config.json"
+
+
+@dataclass
+class Checkpoint:
+    """Everything one trained (or unlearned) model needs to be used, evaluated and unlearned again."""
+
+    config: dict
+    model_state: dict[str, torch.Tensor]
+    loss_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    extras: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        flat = {f"model.{k}": v for k, v in self.model_state.items()}
+        flat.update({f"loss.{k}": v for k, v in self.loss_state.items()})
+        for group, values in self.extras.items():
+            flat.update({f"{group}.{k}": v for k, v in values.items()})
+        return {k: v.detach().contiguous().cpu() for k, v in flat.items()}
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
+    """Write weights then config, each atomically; the config lists every tensor for verification."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = checkpoint.tensors()
+    config = dict(checkpoint.config, format=FORMAT,
+                  tensors={k: list(v.shape) for k, v in sorted(tensors.items())})
+    atomic_write_bytes(path / WEIGHTS, save(tensors))
+    atomic_write_json(path / CONFIG, config)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load and verify that the config and the weights agree; errors name the offending file."""
+    path = Path(path)
+    config_file, weights_file = path / CONFIG, path / WEIGHTS
+    for f in (config_file, weights_file):
+        if not f.is_file():
+            raise CrossforgetError(f"{f} is missing; is {path} a crossforget checkpoint folder (from `train`)?")
+    try:
+        config = json.loads(config_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CrossforgetError(f"{config_file} is not valid JSON ({exc.msg}); the checkpoint is corrupt") from exc
+    if config.get("format") != FORMAT:
+        raise CrossforgetError(f"{config_file} has format {config.get('format')!r}, expected {FORMAT!r}")
+    try:
+        tensors = load_file(str(weights_file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CrossforgetError(f"{weights_file} cannot be read ({exc}); the checkpoint is corrupt") from exc
+    expected = config.get("tensors", {})
+    actual = {k: list(v.shape) for k, v in tensors.items()}
+    if expected != actual:
+        missing = sorted(set(expected) - set(actual))
+        extra = sorted(set(actual) - set(expected))
+        changed = sorted(k for k in set(expected) & set(actual) if expected[k] != actual[k])
+        raise CrossforgetError(
+            f"{weights_file} does not match {config_file}: missing {missing[:3]}, unexpected {extra[:3]}, "
+            f"shape differs {changed[:3]}; re-create the checkpoint"
+        )
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        group, _, name = key.partition(".")
+        groups.setdefault(group, {})[name] = value
+    model_state = groups.pop("model", {})
+    loss_state = groups.pop("loss", {})
+    return Checkpoint(config=config, model_state=model_state, loss_state=loss_state, extras=groups)

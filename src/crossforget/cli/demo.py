@@ -1,0 +1,58 @@
+"""``crossforget demo``: the paper's Table 2 on the built-in data (what ``make demo`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from crossforget.cli.common import add_dataset_options, dataset_spec, parse_options
+from crossforget.cli.train import recipe_from_args
+from crossforget.cli.unlearn import read_params
+from crossforget.experiments.table2 import Table2Config, run_table2, write_table2
+from crossforget.experiments.training_run import load_data
+from crossforget.io import atomic_directory, prepare_output_dir
+from crossforget.unlearning.methods import method_names
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("demo", help="compare Original, Bad, Retrain, Finetune, SSD and PPP (Table 2)",
+                                 description="Train (or load cached) references, run every method, print and "
+                                 "save the paper's Table 2 layout with |Delta| rows.")
+    add_dataset_options(parser)
+    parser.add_argument("--out", type=Path, required=True, help="results folder")
+    parser.add_argument("--forget", nargs="+", default=["dog"], metavar="CLASS", help="classes to forget (dog)")
+    parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="seeds of the sampled methods (SSD, PPP): different forget/retain samples")
+    parser.add_argument("--methods", nargs="+", default=["original", "bad_model", "retrain", "finetune", "ssd", "ppp"],
+                        help="columns: original and any of " + ", ".join(method_names()))
+    parser.add_argument("--cache", type=Path, default=Path("runs/cache"), help="cache of trained Original/Retrain")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs of Original/Retrain")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--model-option", action="append", metavar="KEY=VALUE")
+    parser.add_argument("--ppp-params", type=Path, default=None, help="JSON of PPP options (e.g. from tune)")
+    parser.add_argument("--ssd-params", type=Path, default=None, help="JSON of SSD options (e.g. from tune)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    prepare_output_dir(args.out, args.overwrite)
+    console = Console(stderr=True)
+    method_options = {}
+    if args.ppp_params:
+        method_options["ppp"] = read_params(args.ppp_params, "ppp")
+    if args.ssd_params:
+        method_options["ssd"] = read_params(args.ssd_params, "ssd")
+    config = Table2Config(forget=args.forget, bits=args.bits, seeds=args.seeds, methods=args.methods,
+                          recipe=recipe_from_args(args), model_options=parse_options(args.model_option),
+                          method_options=method_options)
+    loaded = load_data(dataset_spec(args))
+    results = run_table2(loaded, config, args.cache, console)
+    with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
+        write_table2(tmp, results, Console())
+    console.print(f"results written to {args.out} (results.json, .csv, .md, results_any_label.md, results.png)")
+    return 0

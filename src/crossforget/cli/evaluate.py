@@ -1,0 +1,35 @@
+"""``crossforget evaluate``: retrieval mAP of a checkpoint under a forget request."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluate_checkpoints, evaluation_rows
+from crossforget.experiments.reporting import print_table, write_results
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("evaluate", help="mAP on D_r and D_f, I2T and T2I, for one or more checkpoints",
+                                 description="Evaluate hashing checkpoints under a forget request.")
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="a checkpoint folder, or a folder of bits<B> checkpoints (from train/unlearn)")
+    parser.add_argument("--forget", nargs="+", required=True, metavar="CLASS", help="classes of the request")
+    parser.add_argument("--topk", type=int, default=None, help="mAP@k instead of mAP@all")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for evaluation.json/.csv/.md (default: the checkpoint folder)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    dirs = checkpoint_dirs(args.checkpoint)
+    results = evaluate_checkpoints(dirs, args.forget, args.topk)
+    columns, rows = evaluation_rows(results)
+    title = f"Retrieval mAP (%) forgetting {', '.join(args.forget)}"
+    print_table(title, columns, rows, Console())
+    out = args.out or args.checkpoint
+    paths = write_results(Path(out), "evaluation", results, columns, rows, title)
+    Console(stderr=True).print(f"results written to {paths['json']} (.csv, .md)")
+    return 0

@@ -1,0 +1,99 @@
+"""``crossforget unlearn``: honour a forget request on a trained checkpoint with one method."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from crossforget.cli.common import parse_options
+from crossforget.data.forget import ForgetRequest
+from crossforget.errors import CrossforgetError
+from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluate_checkpoints, evaluation_rows
+from crossforget.experiments.hashing_task import run_method
+from crossforget.experiments.reporting import print_table, write_results
+from crossforget.experiments.training_run import load_data
+from crossforget.io import atomic_directory, atomic_write_json
+from crossforget.models.persist import load_hashing_checkpoint, save_hashing_checkpoint
+from crossforget.reproducibility import environment_stamp
+from crossforget.unlearning.methods import create_method, method_names
+
+# Flags that map onto method options of the same (or the paper's) name.
+OPTION_FLAGS = {"forget_samples": int, "alpha": float, "tau": float, "lam": float, "lam_max": float, "k": int,
+                "estimator": str, "epochs": int}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("unlearn", help="forget classes from a checkpoint with PPP, SSD or a baseline",
+                                 description="Run one unlearning method; the input checkpoint is never modified.")
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="a checkpoint folder or a folder of bits<B> checkpoints (all are processed)")
+    parser.add_argument("--method", default="ppp", help="one of: " + ", ".join(method_names()))
+    parser.add_argument("--forget", nargs="+", required=True, metavar="CLASS", help="classes to forget")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the forget/retain samples")
+    parser.add_argument("--out", required=True, type=Path, help="output folder for the new checkpoint(s)")
+    parser.add_argument("--params", type=Path, default=None,
+                        help="JSON file of method options (e.g. best.json from `crossforget tune`)")
+    parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="any method option, repeatable")
+    for name, kind in OPTION_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        aliases = [flag] + (["--lambda"] if name == "lam" else ["--lambda-max"] if name == "lam_max" else [])
+        parser.add_argument(*aliases, dest=name, type=kind, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--evaluate", action="store_true", help="also evaluate the new model(s) and print mAP")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.set_defaults(handler=run)
+
+
+def method_settings(args: argparse.Namespace) -> dict:
+    """Options from --params, then explicit flags, then --option (later ones win)."""
+    options: dict = {}
+    if args.params is not None:
+        options.update(read_params(args.params, args.method))
+    options.update({k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None})
+    options.update(parse_options(args.option))
+    return options
+
+
+def read_params(path: Path, method: str) -> dict:
+    """A params file is either {option: value} or the tuner's {"method": ..., "params": {...}}."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CrossforgetError(f"cannot read --params {path}: {exc}") from exc
+    if "params" in payload:
+        if payload.get("method", method) != method:
+            raise CrossforgetError(f"{path} holds parameters for {payload['method']}, not {method}")
+        return dict(payload["params"])
+    return dict(payload)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    request = ForgetRequest(args.forget)
+    method = create_method(args.method, **method_settings(args))
+    dirs = checkpoint_dirs(args.checkpoint)
+    report = {"method": args.method, "forget": list(request.classes), "seed": args.seed,
+              "checkpoint": str(args.checkpoint), "runs": {}, "environment": environment_stamp()}
+    loaded = None
+    with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
+        for directory in dirs:
+            saved = load_hashing_checkpoint(directory)
+            if loaded is None or loaded.spec != saved.dataset_spec:
+                loaded = load_data(saved.dataset_spec)
+            new, result = run_method(method, saved, loaded, request, args.seed)
+            target = tmp / directory.name if len(dirs) > 1 else tmp
+            save_hashing_checkpoint(target, new)
+            report["runs"][str(saved.bits)] = {"timings": result.timings, "diagnostics": result.diagnostics}
+            console.print(f"[green]{args.method}[/] {saved.bits} bits: {result.timings['total']:.2f} s "
+                          + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items() if k != "total"))
+        atomic_write_json(tmp / "unlearn.json", report)
+    console.print(f"unlearned checkpoint(s) written to {args.out}")
+    if args.evaluate:
+        results = evaluate_checkpoints(checkpoint_dirs(args.out), args.forget)
+        columns, rows = evaluation_rows(results)
+        title = f"{args.method}: retrieval mAP (%) after forgetting {', '.join(request.classes)}"
+        print_table(title, columns, rows, Console())
+        write_results(args.out, "evaluation", results, columns, rows, title)
+    return 0

@@ -1,0 +1,1 @@
+"""Runners that glue data, models, methods and metrics into commands and reports."""

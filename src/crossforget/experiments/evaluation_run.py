@@ -1,0 +1,56 @@
+"""Evaluate one or several hashing checkpoints (one per bit length) under a forget request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from crossforget.checkpoint import CONFIG
+from crossforget.data.forget import ForgetRequest, partition
+from crossforget.data.registry import load_dataset
+from crossforget.errors import CrossforgetError
+from crossforget.evaluation import METRICS, evaluate_model
+from crossforget.models.inputs import TensorStore
+from crossforget.models.persist import load_hashing_checkpoint
+from crossforget.reproducibility import environment_stamp
+
+
+def checkpoint_dirs(path: Path) -> list[Path]:
+    """A checkpoint folder itself, or its ``bits*`` subfolders sorted by bit length."""
+    if (path / CONFIG).is_file():
+        return [path]
+    found = sorted((p for p in path.glob("bits*") if (p / CONFIG).is_file()),
+                   key=lambda p: int(p.name.removeprefix("bits")))
+    if not found:
+        raise CrossforgetError(f"{path} holds no checkpoint (config.json) nor bits<B>/ checkpoints; "
+                               "point --checkpoint at the output of `crossforget train`")
+    return found
+
+
+def evaluate_checkpoints(dirs: Sequence[Path], forget: Sequence[str], topk: int | None = None) -> dict:
+    request = ForgetRequest(forget)
+    records = []
+    cache: dict = {}
+    for directory in dirs:
+        saved = load_hashing_checkpoint(directory)
+        spec = saved.dataset_spec
+        key = repr(spec.to_dict())
+        if key not in cache:
+            cache.clear()
+            cache[key] = load_dataset(spec)
+        data, split = cache[key]
+        store = TensorStore(data, saved.preprocessor)
+        part = partition(data, split, request)
+        for record in evaluate_model(saved.model, store, split, part, topk):
+            records.append({"bits": saved.bits, **record})
+    return {"forget": list(request.classes), "topk": topk, "checkpoints": [str(d) for d in dirs],
+            "records": records, "environment": environment_stamp()}
+
+
+def evaluation_rows(results: dict) -> tuple[list[str], list[list]]:
+    columns = ["setting"] + [METRICS[m] for m in METRICS] + [f"chance {METRICS[m]}" for m in METRICS]
+    rows = []
+    for r in results["records"]:
+        rows.append([f"{r['bits']}-{r['direction']}"] + [100 * r[m] for m in METRICS]
+                    + [100 * r["chance"][m] for m in METRICS])
+    return columns, rows

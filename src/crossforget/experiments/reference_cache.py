@@ -1,0 +1,46 @@
+"""Cache of trained reference models (Original, Retrain), keyed by everything that changes them.
+
+Training dominates the cost of a comparison; a second ``demo`` run reuses the checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from crossforget import __version__
+from crossforget.errors import CrossforgetError
+from crossforget.experiments.hashing_task import attach_full_fisher
+from crossforget.experiments.training_run import LoadedData, train_hashing
+from crossforget.models.persist import HashingCheckpoint, load_hashing_checkpoint, save_hashing_checkpoint
+from crossforget.training import TrainingRecipe
+
+
+def cache_key(loaded: LoadedData, bits: int, recipe: TrainingRecipe, seed: int, exclude: Sequence[str],
+              model_options: dict) -> str:
+    description = {"dataset": loaded.spec.to_dict(), "bits": bits, "recipe": recipe.to_dict(), "seed": seed,
+                   "exclude": sorted(exclude), "model": model_options, "version": __version__}
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def trained_reference(cache_dir: Path, loaded: LoadedData, bits: int, recipe: TrainingRecipe, seed: int,
+                      exclude: Sequence[str] = (), model_options: dict | None = None,
+                      store_fisher: bool = False) -> tuple[HashingCheckpoint, bool]:
+    """Load the checkpoint from the cache, or train and store it; returns (checkpoint, was_cached)."""
+    options = model_options or {}
+    kind = "retrain-" + "-".join(sorted(exclude)) if exclude else "original"
+    folder = cache_dir / f"{kind}-{bits}bits-{cache_key(loaded, bits, recipe, seed, exclude, options)}"
+    if (folder / "config.json").is_file():
+        try:
+            saved = load_hashing_checkpoint(folder)
+            if not store_fisher or saved.fisher:
+                return saved, True
+        except CrossforgetError:
+            pass  # a damaged cache entry is simply rebuilt
+    saved = train_hashing(loaded, bits, recipe, seed, exclude, options)
+    if store_fisher:
+        attach_full_fisher(saved, loaded)
+    save_hashing_checkpoint(folder, saved)
+    return saved, False

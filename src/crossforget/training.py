@@ -1,0 +1,116 @@
+"""One training loop, used to train the Original model and reused by Retrain and Finetune."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from crossforget.models.inputs import TensorStore, iterate_batches
+from crossforget.progress import progress_bar
+from crossforget.reproducibility import seed_everything
+
+
+@dataclass
+class TrainingRecipe:
+    """Optimiser and schedule (DSPH-style: AdamW, warm-up then cosine, gradient clipping).
+
+    ``encoder_lr`` applies to the modality encoders, ``head_lr`` to the hash heads, and the DSPH
+    proxies get their own SGD optimiser as in the reference implementation.
+    """
+
+    epochs: int = 30
+    batch_size: int = 128
+    encoder_lr: float = 2e-3
+    head_lr: float = 2e-3
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    warmup_fraction: float = 0.1
+    grad_clip: float = 1.0
+    proxy_lr: float = 0.02
+    proxy_momentum: float = 0.9
+    proxy_weight_decay: float = 5e-4
+    augment: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainingRecipe:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        if "betas" in known:
+            known["betas"] = tuple(known["betas"])
+        return cls(**known)
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """Learning-rate multiplier: linear warm-up to 1, then cosine decay to 0."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _parameter_groups(model: nn.Module, recipe: TrainingRecipe) -> list[dict]:
+    heads, encoders = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (heads if "head" in name.split(".")[0] else encoders).append(param)
+    groups = []
+    if encoders:
+        groups.append({"params": encoders, "lr": recipe.encoder_lr, "base_lr": recipe.encoder_lr})
+    if heads:
+        groups.append({"params": heads, "lr": recipe.head_lr, "base_lr": recipe.head_lr})
+    return groups
+
+
+def train_model(model: nn.Module, loss: nn.Module, store: TensorStore, indices: np.ndarray,
+                recipe: TrainingRecipe, seed: int, description: str = "training",
+                show_progress: bool = True) -> list[float]:
+    """Train ``model`` (and the loss's own parameters) in place; returns the mean loss per epoch.
+
+    No model selection on the query set (the DSPH reference picks the best epoch on queries,
+    which leaks test data).
+    """
+    generator = seed_everything(seed)
+    optimiser = torch.optim.AdamW(_parameter_groups(model, recipe), betas=recipe.betas, eps=recipe.eps,
+                                  weight_decay=recipe.weight_decay)
+    loss_params = [p for p in loss.parameters() if p.requires_grad]
+    loss_optimiser = (torch.optim.SGD(loss_params, lr=recipe.proxy_lr, momentum=recipe.proxy_momentum,
+                                      weight_decay=recipe.proxy_weight_decay) if loss_params else None)
+    steps_per_epoch = math.ceil(len(indices) / recipe.batch_size)
+    total = steps_per_epoch * recipe.epochs
+    warmup = int(recipe.warmup_fraction * total)
+    history: list[float] = []
+    step = 0
+    model.train()
+    with progress_bar(description, total=recipe.epochs, enabled=show_progress) as bar:
+        for _epoch in range(recipe.epochs):
+            running, batches = 0.0, 0
+            for batch in iterate_batches(store, indices, recipe.batch_size, shuffle=True, generator=generator,
+                                         random_caption=True, augment=recipe.augment):
+                scale = warmup_cosine(step, total, warmup)
+                for group in optimiser.param_groups:
+                    group["lr"] = group["base_lr"] * scale
+                value = loss(model, batch)
+                optimiser.zero_grad(set_to_none=True)
+                if loss_optimiser is not None:
+                    loss_optimiser.zero_grad(set_to_none=True)
+                value.backward()
+                if recipe.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                optimiser.step()
+                if loss_optimiser is not None:
+                    loss_optimiser.step()
+                running += float(value.detach())
+                batches += 1
+                step += 1
+            history.append(running / max(1, batches))
+            bar.advance(1, status=f"loss {history[-1]:.4f}")
+    model.eval()
+    return history

@@ -1,0 +1,152 @@
+"""The method protocol, the task object methods work on, and the registry.
+
+A method never modifies the model it is given: it returns a new one. Everything model-specific
+(the loss, how batches are made, how to train or re-initialise) comes through ``UnlearningTask``,
+so the same PPP and SSD code serves hashing models and classifiers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from crossforget.errors import CrossforgetError
+from crossforget.losses.base import Batch, ModelLoss
+
+
+@dataclass
+class UnlearningTask:
+    """What a method may use. Index arrays point into the dataset behind ``batches``."""
+
+    loss: ModelLoss
+    batches: Callable[[np.ndarray, int], Iterable[Batch]]
+    labels: torch.Tensor
+    train_forget: np.ndarray
+    train_retain: np.ndarray
+    forget_classes: list[int]
+    class_names: list[str]
+    fit: Callable[..., ModelLoss]
+    fresh_model: Callable[[int], nn.Module]
+    reinit_names: Callable[[nn.Module], list[str]]
+    prototypes: Callable[[str], torch.Tensor]
+    stored_fisher: dict[str, torch.Tensor] | None = None
+    training_epochs: int = 1
+
+    @property
+    def train_all(self) -> np.ndarray:
+        return np.sort(np.concatenate([self.train_forget, self.train_retain]))
+
+
+@dataclass
+class UnlearnResult:
+    """The new model, wall time per stage (seconds) and method-specific diagnostics."""
+
+    model: nn.Module
+    timings: dict[str, float] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+class UnlearningMethod(Protocol):
+    name: str
+
+    def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult: ...
+
+
+@dataclass
+class _Entry:
+    factory: type
+    options: type
+
+
+_METHODS: dict[str, _Entry] = {}
+_BUILTIN = ("reference", "ssd_method", "ppp_method")
+
+
+def register_method(name: str, options: type) -> Callable[[type], type]:
+    """Register a method class whose constructor takes one ``options`` dataclass instance."""
+
+    def decorate(cls: type) -> type:
+        cls.name = name
+        _METHODS[name] = _Entry(cls, options)
+        return cls
+
+    return decorate
+
+
+def _load_builtin() -> None:
+    for module in _BUILTIN:
+        importlib.import_module(f"crossforget.unlearning.methods.{module}")
+
+
+def method_names() -> list[str]:
+    _load_builtin()
+    return list(_METHODS)
+
+
+def method_options(name: str) -> type:
+    _load_builtin()
+    return _entry(name).options
+
+
+def _entry(name: str) -> _Entry:
+    if name not in _METHODS:
+        raise CrossforgetError(f"unknown method {name!r}; choose one of: {', '.join(_METHODS)}")
+    return _METHODS[name]
+
+
+def create_method(name: str, **options: Any) -> UnlearningMethod:
+    """Instantiate a registered method; unknown options are an error listing the valid ones."""
+    _load_builtin()
+    entry = _entry(name)
+    valid = {f.name for f in dataclasses.fields(entry.options)}
+    unknown = set(options) - valid
+    if unknown:
+        raise CrossforgetError(f"method {name} has no option(s) {sorted(unknown)}; valid: {sorted(valid)}")
+    return entry.factory(entry.options(**options))
+
+
+class StageTimer:
+    """Collects wall time per named stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + perf_counter() - start
+
+    def total(self) -> dict[str, float]:
+        return {**self.seconds, "total": sum(self.seconds.values())}
+
+
+def sample_indices(indices: np.ndarray, budget: int | None, seed: int, what: str) -> np.ndarray:
+    """A seeded sample of at most ``budget`` indices (all of them when budget is None)."""
+    if budget is not None and budget < 1:
+        raise CrossforgetError(f"the {what} sample budget must be >= 1 (or 'all'), got {budget}")
+    if indices.size == 0:
+        raise CrossforgetError(f"the {what} set is empty; nothing to estimate importances from")
+    if budget is None or budget >= indices.size:
+        return np.sort(indices)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(indices, size=budget, replace=False))
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    import copy
+
+    clone = copy.deepcopy(model)
+    clone.eval()
+    return clone
