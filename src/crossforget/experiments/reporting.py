@@ -41,7 +41,10 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*(format_cell(v) for v in row))
-    (console or Console()).print(table)
+    console = console or Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 220)  # logs and pipes: never truncate numbers
+    console.print(table)
 
 
 def write_results(out_dir: Path, stem: str, payload: dict, columns: Sequence[str],

@@ -1,0 +1,92 @@
+"""The command line end to end on tiny data, and its errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from crossforget.cli import main
+from tests.conftest import TINY_DATA
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def test_evaluate_writes_json_csv_markdown(tiny_checkpoint: Path, tmp_path: Path, capsys):
+    assert main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--forget", "dog", "--out", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "evaluation.json").read_text())
+    (record,) = [r for r in payload["records"] if r["direction"] == "I2T"]
+    for key in ("retain", "forget_label", "forget_any"):
+        assert 0.0 <= record[key] <= 1.0
+        assert 0.0 < record["chance"][key] < 1.0
+    assert (tmp_path / "evaluation.csv").read_text().startswith("setting,")
+    assert "| 16-I2T |" in (tmp_path / "evaluation.md").read_text()
+    assert "D_f mAP (forget label)" in capsys.readouterr().out
+
+
+def test_unlearn_never_modifies_its_input_and_evaluates(tiny_checkpoint: Path, tmp_path: Path):
+    before = _digest(tiny_checkpoint)
+    out = tmp_path / "ppp"
+    code = main(["unlearn", "--checkpoint", str(tiny_checkpoint), "--method", "ppp", "--forget", "dog",
+                 "--alpha", "5", "--option", "neighbour_samples=50", "--out", str(out), "--evaluate"])
+    assert code == 0
+    assert _digest(tiny_checkpoint) == before
+    report = json.loads((out / "unlearn.json").read_text())
+    run = report["runs"]["16"]
+    assert run["diagnostics"]["samples"]["neighbour"] <= 50
+    assert set(run["timings"]) >= {"prototypes", "fisher_forget", "fisher_neighbour", "fisher_retain", "total"}
+    assert (out / "config.json").is_file() and (out / "evaluation.json").is_file()
+
+
+def test_params_file_feeds_method_options(tiny_checkpoint: Path, tmp_path: Path):
+    params = tmp_path / "best.json"
+    params.write_text(json.dumps({"method": "ssd", "params": {"alpha": 3.0, "lam": 0.5}}))
+    out = tmp_path / "ssd"
+    assert main(["unlearn", "--checkpoint", str(tiny_checkpoint), "--method", "ssd", "--forget", "dog",
+                 "--params", str(params), "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["unlearning"]["options"]["alpha"] == 3.0 and config["unlearning"]["options"]["lam"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--dataset", "nosuch", "--out", "{tmp}/x"], "valid datasets"),
+        (["evaluate", "--checkpoint", "{ckpt}", "--forget", "unicorn"], "valid classes"),
+        (["unlearn", "--checkpoint", "{ckpt}", "--method", "magic", "--forget", "dog", "--out", "{tmp}/y"],
+         "choose one of"),
+        (["unlearn", "--checkpoint", "{ckpt}", "--forget", "dog", "--k", "500", "--out", "{tmp}/z"], "lower k"),
+        (["unlearn", "--checkpoint", "{tmp}", "--forget", "dog", "--out", "{tmp}/w"], "holds no checkpoint"),
+        (["train", *TINY_DATA, "--bits", "16", "--out", "{ckpt}"], "not empty"),
+    ],
+)
+def test_bad_input_gives_one_line_errors(argv, message, tiny_checkpoint: Path, tmp_path: Path, capsys):
+    filled = [a.format(tmp=tmp_path, ckpt=tiny_checkpoint) for a in argv]
+    assert main(filled) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
+
+
+def test_failed_run_leaves_no_output_folder(tiny_checkpoint: Path, tmp_path: Path):
+    out = tmp_path / "never"
+    assert main(["unlearn", "--checkpoint", str(tiny_checkpoint), "--forget", "dog", "--k", "500",
+                 "--out", str(out)]) == 2
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
+
+
+def test_data_preview_and_info(tmp_path: Path, capsys):
+    png = tmp_path / "preview.png"
+    assert main(["data", "preview", *TINY_DATA, "--count", "4", "--out", str(png)]) == 0
+    assert png.stat().st_size > 1000
+    assert main(["data", "info", *TINY_DATA]) == 0
+    assert "dog" in capsys.readouterr().out
