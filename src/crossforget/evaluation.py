@@ -16,8 +16,9 @@ from torch import nn
 
 from crossforget.data.forget import ForgetPartition
 from crossforget.data.splits import RetrievalSplit
+from crossforget.device import autocast, module_device
 from crossforget.metrics.retrieval import mean_average_precision, random_ranking_map
-from crossforget.models.inputs import TensorStore, iterate_batches
+from crossforget.models.inputs import BatchSource, iterate_batches
 
 DIRECTIONS = ("I2T", "T2I")
 METRICS = {
@@ -36,13 +37,16 @@ class Codes:
 
 
 @torch.no_grad()
-def encode(model: nn.Module, store: TensorStore, indices: np.ndarray, batch_size: int = 512) -> Codes:
+def encode(model: nn.Module, store: BatchSource, indices: np.ndarray, batch_size: int = 512) -> Codes:
+    """Codes as float32 on the CPU, wherever the model runs (bf16 autocast on CUDA)."""
     model.eval()
+    device = module_device(model)
     images, texts = [], []
     for batch in iterate_batches(store, indices, batch_size):
-        image_codes, text_codes = model(batch)
-        images.append(image_codes)
-        texts.append(text_codes)
+        with autocast(device):
+            image_codes, text_codes = model(batch)
+        images.append(image_codes.float().cpu())
+        texts.append(text_codes.float().cpu())
     return Codes(torch.cat(images), torch.cat(texts))
 
 
@@ -76,7 +80,7 @@ def retrieval_scores(query: Codes, database: Codes, query_labels: np.ndarray, db
     return records
 
 
-def evaluate_model(model: nn.Module, store: TensorStore, split: RetrievalSplit, partition: ForgetPartition,
+def evaluate_model(model: nn.Module, store: BatchSource, split: RetrievalSplit, partition: ForgetPartition,
                    topk: int | None = None) -> list[dict]:
     """Encode queries and database once, then score both directions."""
     labels = store.labels.numpy().astype(np.uint8)

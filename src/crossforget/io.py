@@ -75,6 +75,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     prepare_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only; results get the usual permissions
     try:
         yield tmp
     except BaseException:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from crossforget.models.inputs import TensorStore, iterate_batches
+from crossforget.device import autocast, module_device
+from crossforget.models.inputs import BatchSource, iterate_batches
 from crossforget.progress import progress_bar
 from crossforget.reproducibility import seed_everything
 
@@ -48,6 +50,18 @@ class TrainingRecipe:
         return cls(**known)
 
 
+# DSPH's recipe for a pretrained CLIP backbone (SPEC section 3): small backbone lr, larger head lr,
+# strong weight decay, no augmentation, 100 epochs. The small CPU backbone keeps the defaults above.
+CLIP_RECIPE = TrainingRecipe(epochs=100, batch_size=128, encoder_lr=1e-5, head_lr=1e-3, weight_decay=0.2,
+                             augment=False)
+BACKBONE_RECIPES = {"clip": CLIP_RECIPE, "clip-features": CLIP_RECIPE}
+
+
+def recipe_for(backbone: str) -> TrainingRecipe:
+    """The default recipe of a backbone (a fresh copy, safe to modify)."""
+    return copy.deepcopy(BACKBONE_RECIPES.get(backbone, TrainingRecipe()))
+
+
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
     """Learning-rate multiplier: linear warm-up to 1, then cosine decay to 0."""
     if warmup > 0 and step < warmup:
@@ -69,15 +83,17 @@ def _parameter_groups(model: nn.Module, recipe: TrainingRecipe) -> list[dict]:
     return groups
 
 
-def train_model(model: nn.Module, loss: nn.Module, store: TensorStore, indices: np.ndarray,
+def train_model(model: nn.Module, loss: nn.Module, store: BatchSource, indices: np.ndarray,
                 recipe: TrainingRecipe, seed: int, description: str = "training",
                 show_progress: bool = True) -> list[float]:
     """Train ``model`` (and the loss's own parameters) in place; returns the mean loss per epoch.
 
     No model selection on the query set (the DSPH reference picks the best epoch on queries,
-    which leaks test data).
+    which leaks test data). Runs where the model is (the store must place batches there); on CUDA
+    the forward pass and loss run under bf16 autocast, weights and optimiser state stay float32.
     """
     generator = seed_everything(seed)
+    device = module_device(model)
     optimiser = torch.optim.AdamW(_parameter_groups(model, recipe), betas=recipe.betas, eps=recipe.eps,
                                   weight_decay=recipe.weight_decay)
     loss_params = [p for p in loss.parameters() if p.requires_grad]
@@ -97,7 +113,8 @@ def train_model(model: nn.Module, loss: nn.Module, store: TensorStore, indices: 
                 scale = warmup_cosine(step, total, warmup)
                 for group in optimiser.param_groups:
                     group["lr"] = group["base_lr"] * scale
-                value = loss(model, batch)
+                with autocast(device):
+                    value = loss(model, batch)
                 optimiser.zero_grad(set_to_none=True)
                 if loss_optimiser is not None:
                     loss_optimiser.zero_grad(set_to_none=True)

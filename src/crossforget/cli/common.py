@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from crossforget.data.registry import DatasetSpec
 from crossforget.errors import CrossforgetError
@@ -32,7 +33,8 @@ def _literal(value: str) -> object:
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default="scenes", help="dataset name (default: scenes, built in)")
+    group.add_argument("--dataset", default=None, help="dataset name (default: scenes, built in; with "
+                       "--backbone clip-features: the dataset of the features file)")
     group.add_argument("--data-root", default=None, help="folder of a real benchmark (coco, mirflickr, ...)")
     group.add_argument("--data-option", action="append", metavar="KEY=VALUE",
                        help="dataset option, repeatable (scenes: num_items, image_size, seed)")
@@ -43,15 +45,84 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--split-seed", type=int, default=0, help="seed of the query/train permutation")
 
 
-def dataset_spec(args: argparse.Namespace) -> DatasetSpec:
+def dataset_spec(args: argparse.Namespace, fallback: dict | None = None) -> DatasetSpec:
+    """The spec from the flags; ``fallback`` ({"name", "options"}) applies when no data flag was given."""
     options = parse_options(args.data_option)
     if args.data_root is not None:
         options["root"] = args.data_root
-    builtin = args.dataset == "scenes"
+    name = args.dataset
+    if name is None and not options and fallback is not None:
+        name, options = fallback["name"], dict(fallback["options"])
+    name = name or "scenes"
+    builtin = name == "scenes"
     return DatasetSpec(
-        name=args.dataset,
+        name=name,
         options=options,
         num_query=args.num_query or (1000 if builtin else 5000),
         num_train=args.num_train or (5000 if builtin else 10000),
         split_seed=args.split_seed,
     )
+
+
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("device")
+    group.add_argument("--device", default="auto",
+                       help="auto (a GPU when torch sees one, else the CPU), cpu, cuda or cuda:N; "
+                       "on CUDA forward passes run in bf16 autocast")
+    group.add_argument("--num-workers", type=int, default=None, metavar="N",
+                       help="threads decoding image files ahead of use (default: min(8, CPU cores); "
+                       "0 decodes in the main thread)")
+    group.add_argument("--image-memory", type=float, default=4.0, metavar="GB",
+                       help="decoded images kept in memory (default 4): a data set that fits is decoded "
+                       "once, else the images seen first are kept until this is full")
+
+
+def device_settings(args: argparse.Namespace) -> dict:
+    """``device``, ``num_workers`` and ``memory_budget`` keyword arguments from the device flags."""
+    from crossforget.device import resolve_device
+
+    workers = args.num_workers if args.num_workers is not None else min(8, os.cpu_count() or 1)
+    if workers < 0 or args.image_memory < 0:
+        raise CrossforgetError("--num-workers and --image-memory must not be negative")
+    return {"device": resolve_device(args.device), "num_workers": workers,
+            "memory_budget": int(args.image_memory * (1 << 30))}
+
+
+def add_backbone_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--backbone", default="small", choices=["small", "clip", "clip-features"],
+                       help="small: CPU encoders trained from scratch; clip: CLIP ViT fine-tuned (GPU); "
+                       "clip-features: hash heads on cached CLIP features (CPU, seconds)")
+    group.add_argument("--clip-model", default=None, metavar="DIR_OR_ID",
+                       help="pretrained CLIP of --backbone clip: a local folder, or a hub id already in the "
+                       "local cache (default openai/clip-vit-base-patch32); nothing is downloaded")
+    group.add_argument("--features", default=None, metavar="FILE",
+                       help="features file of --backbone clip-features (from `crossforget features extract`)")
+    group.add_argument("--model-option", action="append", metavar="KEY=VALUE",
+                       help="model option, repeatable (small: cnn_width, feature_dim, embed_dim, dropout, "
+                       "image_size; clip: dropout, max_text_length; clip-features: dropout)")
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """Model options from the backbone flags; the small backbone's stay exactly the --model-option pairs."""
+    options = parse_options(args.model_option)
+    if args.clip_model is not None and args.backbone != "clip":
+        raise CrossforgetError("--clip-model applies to --backbone clip (features files record their model)")
+    if args.features is not None and args.backbone != "clip-features":
+        raise CrossforgetError("--features applies to --backbone clip-features")
+    if args.backbone != "small":
+        options["backbone"] = args.backbone
+    if args.clip_model is not None:
+        options["clip_model"] = args.clip_model
+    if args.features is not None:
+        options["features"] = os.path.abspath(args.features)
+    return options
+
+
+def features_dataset(args: argparse.Namespace) -> dict | None:
+    """The dataset a features file was extracted from: the default data of --backbone clip-features."""
+    if args.backbone != "clip-features" or args.features is None:
+        return None
+    from crossforget.models.features import read_metadata
+
+    return read_metadata(args.features)["dataset"]

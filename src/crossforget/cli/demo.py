@@ -7,8 +7,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import add_dataset_options, dataset_spec, parse_options
-from crossforget.cli.train import recipe_from_args
+from crossforget.cli.common import (
+    add_backbone_options,
+    add_dataset_options,
+    add_device_options,
+    dataset_spec,
+    device_settings,
+    features_dataset,
+    model_options,
+)
+from crossforget.cli.train import add_learning_rate_options, recipe_from_args
 from crossforget.cli.unlearn import read_params
 from crossforget.experiments.table2 import Table2Config, run_table2, write_table2
 from crossforget.experiments.training_run import load_data
@@ -21,6 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
                                  description="Train (or load cached) references, run every method, print and "
                                  "save the paper's Table 2 layout with |Delta| rows.")
     add_dataset_options(parser)
+    add_backbone_options(parser)
+    add_device_options(parser)
     parser.add_argument("--out", type=Path, required=True, help="results folder")
     parser.add_argument("--forget", nargs="+", default=["dog"], metavar="CLASS", help="classes to forget (dog)")
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
@@ -31,8 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache", type=Path, default=Path("runs/cache"), help="cache of trained Original/Retrain")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs of Original/Retrain")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--model-option", action="append", metavar="KEY=VALUE")
+    add_learning_rate_options(parser)
     parser.add_argument("--ppp-params", type=Path, default=None, help="JSON of PPP options (e.g. from tune)")
     parser.add_argument("--ssd-params", type=Path, default=None, help="JSON of SSD options (e.g. from tune)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
@@ -48,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.ssd_params:
         method_options["ssd"] = read_params(args.ssd_params, "ssd")
     config = Table2Config(forget=args.forget, bits=args.bits, seeds=args.seeds, methods=args.methods,
-                          recipe=recipe_from_args(args), model_options=parse_options(args.model_option),
+                          recipe=recipe_from_args(args), model_options=model_options(args),
                           method_options=method_options)
-    loaded = load_data(dataset_spec(args))
+    loaded = load_data(dataset_spec(args, features_dataset(args)), **device_settings(args))
     results = run_table2(loaded, config, args.cache, console)
     with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
         write_table2(tmp, results, Console())

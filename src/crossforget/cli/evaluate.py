@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli.common import add_device_options, device_settings
 from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluate_checkpoints, evaluation_rows
 from crossforget.experiments.reporting import print_table, write_results
 
@@ -20,12 +21,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--topk", type=int, default=None, help="mAP@k instead of mAP@all")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for evaluation.json/.csv/.md (default: the checkpoint folder)")
+    add_device_options(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     dirs = checkpoint_dirs(args.checkpoint)
-    results = evaluate_checkpoints(dirs, args.forget, args.topk)
+    results = evaluate_checkpoints(dirs, args.forget, args.topk, **device_settings(args))
     columns, rows = evaluation_rows(results)
     title = f"Retrieval mAP (%) forgetting {', '.join(args.forget)}"
     print_table(title, columns, rows, Console())

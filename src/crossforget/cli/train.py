@@ -7,60 +7,83 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import add_dataset_options, dataset_spec, parse_options
+from crossforget.cli.common import (
+    add_backbone_options,
+    add_dataset_options,
+    add_device_options,
+    dataset_spec,
+    device_settings,
+    features_dataset,
+    model_options,
+)
 from crossforget.errors import CrossforgetError
 from crossforget.experiments.hashing_task import attach_full_fisher
 from crossforget.experiments.training_run import load_data, train_hashing
 from crossforget.io import atomic_directory, atomic_write_json
 from crossforget.models.persist import save_hashing_checkpoint
-from crossforget.training import TrainingRecipe
+from crossforget.training import TrainingRecipe, recipe_for
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("train", help="train a hashing model, one checkpoint per bit length",
                                  description="Train the cross-modal hashing model with the DSPH loss.")
     add_dataset_options(parser)
+    add_backbone_options(parser)
+    add_device_options(parser)
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64], help="code lengths (default 16 32 64)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (one subfolder bits<B> per length)")
     parser.add_argument("--exclude", nargs="+", default=[], metavar="CLASS",
                         help="drop every training sample carrying these classes (the Retrain reference)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: recipe default)")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None, help="learning rate of encoders and heads")
+    add_learning_rate_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order")
-    parser.add_argument("--model-option", action="append", metavar="KEY=VALUE",
-                        help="model option, repeatable (cnn_width, feature_dim, embed_dim, dropout, image_size)")
     parser.add_argument("--store-fisher", action="store_true",
                         help="also store the full-data Fisher (lets SSD skip its pass over the training set)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     parser.set_defaults(handler=run)
 
 
+def add_learning_rate_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lr", type=float, default=None, help="learning rate of encoders and heads")
+    parser.add_argument("--encoder-lr", type=float, default=None,
+                        help="learning rate of the encoders (default: small 2e-3, CLIP 1e-5)")
+    parser.add_argument("--head-lr", type=float, default=None,
+                        help="learning rate of the hash heads (default: small 2e-3, CLIP 1e-3)")
+
+
 def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
-    recipe = TrainingRecipe()
+    """The backbone's default recipe (DSPH's for CLIP), then the flags; --encoder-lr/--head-lr beat --lr."""
+    recipe = recipe_for(args.backbone)
     if args.epochs is not None:
         recipe.epochs = args.epochs
     if args.batch_size is not None:
         recipe.batch_size = args.batch_size
     if args.lr is not None:
         recipe.encoder_lr = recipe.head_lr = args.lr
+    if args.encoder_lr is not None:
+        recipe.encoder_lr = args.encoder_lr
+    if args.head_lr is not None:
+        recipe.head_lr = args.head_lr
     if recipe.epochs < 1 or recipe.batch_size < 1:
         raise CrossforgetError("--epochs and --batch-size must be at least 1")
+    if min(recipe.encoder_lr, recipe.head_lr) <= 0:
+        raise CrossforgetError("learning rates must be positive")
     return recipe
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
-    spec = dataset_spec(args)
+    spec = dataset_spec(args, features_dataset(args))
     recipe = recipe_from_args(args)
-    model_options = parse_options(args.model_option)
+    options = model_options(args)
     if any(b < 1 for b in args.bits):
         raise CrossforgetError("--bits must be positive integers, e.g. --bits 16 32 64")
-    loaded = load_data(spec)
+    loaded = load_data(spec, **device_settings(args))
     summary = {"dataset": spec.to_dict(), "bits": args.bits, "excluded_classes": args.exclude, "runs": {}}
     with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
         for bits in args.bits:
-            checkpoint = train_hashing(loaded, bits, recipe, args.seed, args.exclude, model_options)
+            checkpoint = train_hashing(loaded, bits, recipe, args.seed, args.exclude, options)
             if args.store_fisher:
                 attach_full_fisher(checkpoint, loaded)
             save_hashing_checkpoint(tmp / f"bits{bits}", checkpoint)

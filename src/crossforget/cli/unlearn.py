@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import parse_options
+from crossforget.cli.common import add_device_options, device_settings, parse_options
 from crossforget.data.forget import ForgetRequest
 from crossforget.errors import CrossforgetError
 from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluate_checkpoints, evaluation_rows
@@ -43,6 +43,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         parser.add_argument(*aliases, dest=name, type=kind, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--evaluate", action="store_true", help="also evaluate the new model(s) and print mAP")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    add_device_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -73,15 +74,16 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     request = ForgetRequest(args.forget)
     method = create_method(args.method, **method_settings(args))
+    settings = device_settings(args)
     dirs = checkpoint_dirs(args.checkpoint)
     report = {"method": args.method, "forget": list(request.classes), "seed": args.seed,
               "checkpoint": str(args.checkpoint), "runs": {}, "environment": environment_stamp()}
     loaded = None
     with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
         for directory in dirs:
-            saved = load_hashing_checkpoint(directory)
+            saved = load_hashing_checkpoint(directory, settings["device"])
             if loaded is None or loaded.spec != saved.dataset_spec:
-                loaded = load_data(saved.dataset_spec)
+                loaded = load_data(saved.dataset_spec, **settings)
             new, result = run_method(method, saved, loaded, request, args.seed)
             target = tmp / directory.name if len(dirs) > 1 else tmp
             save_hashing_checkpoint(target, new)
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(tmp / "unlearn.json", report)
     console.print(f"unlearned checkpoint(s) written to {args.out}")
     if args.evaluate:
-        results = evaluate_checkpoints(checkpoint_dirs(args.out), args.forget)
+        results = evaluate_checkpoints(checkpoint_dirs(args.out), args.forget, **settings)
         columns, rows = evaluation_rows(results)
         title = f"{args.method}: retrieval mAP (%) after forgetting {', '.join(request.classes)}"
         print_table(title, columns, rows, Console())

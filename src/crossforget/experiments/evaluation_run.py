@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from crossforget.checkpoint import CONFIG
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.registry import load_dataset
 from crossforget.errors import CrossforgetError
 from crossforget.evaluation import METRICS, evaluate_model
-from crossforget.models.inputs import TensorStore
+from crossforget.experiments.training_run import LoadedData
 from crossforget.models.persist import load_hashing_checkpoint
 from crossforget.reproducibility import environment_stamp
 
@@ -27,19 +29,22 @@ def checkpoint_dirs(path: Path) -> list[Path]:
     return found
 
 
-def evaluate_checkpoints(dirs: Sequence[Path], forget: Sequence[str], topk: int | None = None) -> dict:
+def evaluate_checkpoints(dirs: Sequence[Path], forget: Sequence[str], topk: int | None = None,
+                         device: torch.device | None = None, num_workers: int = 0,
+                         memory_budget: int = 4 << 30) -> dict:
+    """Each checkpoint on ``device``; the dataset and its batch store are shared while they match."""
     request = ForgetRequest(forget)
     records = []
-    cache: dict = {}
+    loaded: LoadedData | None = None
     for directory in dirs:
-        saved = load_hashing_checkpoint(directory)
+        saved = load_hashing_checkpoint(directory, device)
         spec = saved.dataset_spec
-        key = repr(spec.to_dict())
-        if key not in cache:
-            cache.clear()
-            cache[key] = load_dataset(spec)
-        data, split = cache[key]
-        store = TensorStore(data, saved.preprocessor)
+        if loaded is None or loaded.spec != spec:
+            data, split = load_dataset(spec)
+            loaded = LoadedData(spec, data, split, device=device, num_workers=num_workers,
+                                memory_budget=memory_budget)
+        data, split = loaded.data, loaded.split
+        store = loaded.store_for(saved.preprocessor, device)
         part = partition(data, split, request)
         for record in evaluate_model(saved.model, store, split, part, topk):
             records.append({"bits": saved.bits, **record})

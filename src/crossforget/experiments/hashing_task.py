@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from crossforget.data.forget import ForgetRequest, partition
-from crossforget.experiments.training_run import LoadedData, compute_prototypes
+from crossforget.device import module_device
+from crossforget.experiments.training_run import LoadedData, compute_prototypes, initial_model
 from crossforget.losses.base import ModelLoss
 from crossforget.losses.dsph import DSPHLoss
-from crossforget.models.factory import build_hasher
-from crossforget.models.inputs import TensorStore, iterate_batches
+from crossforget.models.inputs import BatchSource, iterate_batches
 from crossforget.models.persist import HashingCheckpoint
 from crossforget.reproducibility import seed_everything
 from crossforget.training import TrainingRecipe, train_model
@@ -25,11 +25,9 @@ from crossforget.unlearning.methods.base import UnlearningMethod, UnlearningTask
 STORED_FISHER_BATCH = 32
 
 
-def store_for(saved: HashingCheckpoint, loaded: LoadedData) -> TensorStore:
-    """The tensor store for this checkpoint's preprocessor, reused across bit lengths."""
-    if loaded.store is None or loaded.store.preprocessor.to_config() != saved.preprocessor.to_config():
-        loaded.store = TensorStore(loaded.data, saved.preprocessor)
-    return loaded.store
+def store_for(saved: HashingCheckpoint, loaded: LoadedData) -> BatchSource:
+    """The batch store for this checkpoint's inputs, reused across bit lengths, on the model's device."""
+    return loaded.store_for(saved.preprocessor, module_device(saved.model))
 
 
 def _fixed_proxies(loss: DSPHLoss) -> DSPHLoss:
@@ -38,7 +36,7 @@ def _fixed_proxies(loss: DSPHLoss) -> DSPHLoss:
     return fixed
 
 
-def _fit(saved: HashingCheckpoint, store: TensorStore, model: nn.Module, indices: np.ndarray, epochs: int,
+def _fit(saved: HashingCheckpoint, store: BatchSource, model: nn.Module, indices: np.ndarray, epochs: int,
          seed: int, fresh_loss: bool, lr_scale: float) -> ModelLoss:
     recipe = TrainingRecipe.from_dict(saved.config["training"]["recipe"])
     recipe = dataclasses.replace(recipe, epochs=epochs, encoder_lr=recipe.encoder_lr * lr_scale,
@@ -49,13 +47,16 @@ def _fit(saved: HashingCheckpoint, store: TensorStore, model: nn.Module, indices
     else:
         loss = copy.deepcopy(saved.loss)
         loss.proxies.requires_grad_(True)
+    loss.to(module_device(model))
     train_model(model, loss, store, indices, recipe, seed, description="training")
     return loss
 
 
 def _fresh(saved: HashingCheckpoint, seed: int) -> nn.Module:
+    """A model as training starts it (pretrained CLIP weights included), on the checkpoint's device."""
     seed_everything(seed)
-    model, _ = build_hasher(saved.config["model"])
+    model, _ = initial_model(saved.config["model"])
+    model.to(module_device(saved.model))
     model.eval()
     return model
 
@@ -68,11 +69,51 @@ def _reinit_names(saved: HashingCheckpoint, model: nn.Module) -> list[str]:
     return names
 
 
-def _prototypes(saved: HashingCheckpoint, store: TensorStore, train: np.ndarray, modality: str) -> torch.Tensor:
+def _prototypes(saved: HashingCheckpoint, store: BatchSource, train: np.ndarray, modality: str) -> torch.Tensor:
     protos = saved.prototypes or compute_prototypes(saved.model, store, train)
     if modality == "both":
         return (protos["image"] + protos["text"]) / 2
     return protos[modality]
+
+
+def _codes(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Image and text codes side by side, (B, 2b): what Bad Teacher distils on hashing models."""
+    image, text = model(batch)
+    return torch.cat([image, text], dim=1)
+
+
+def _code_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared difference of real-valued codes (our extension of Bad Teacher to hashing).
+
+    Codes carry no class distribution to take a KL divergence of; matching the teacher's codes is the
+    direct analogue of matching its outputs.
+    """
+    return (student - teacher.detach()).square().mean(dim=1)
+
+
+class _RelabelledStore:
+    """A batch source that serves ``labels`` instead of the store's labels (Amnesiac's wrong labels)."""
+
+    def __init__(self, store: BatchSource, labels: torch.Tensor) -> None:
+        self.store, self.labels, self.num_captions = store, labels, store.num_captions
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def batch(self, indices: torch.Tensor, caption: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return {**self.store.batch(indices, caption), "labels": self.labels[indices]}
+
+
+def _fit_relabelled(saved: HashingCheckpoint, store: BatchSource, model: nn.Module, indices: np.ndarray,
+                    labels: torch.Tensor, epochs: int, seed: int, lr: float, batch_size: int) -> None:
+    """The training recipe at learning rate ``lr`` on ``indices`` labelled ``labels``; proxies stay fixed."""
+    table = store.labels.clone()
+    table[torch.as_tensor(indices, dtype=torch.long, device=table.device)] = labels.to(table)
+    recipe = TrainingRecipe.from_dict(saved.config["training"]["recipe"])
+    recipe = dataclasses.replace(recipe, epochs=epochs, batch_size=batch_size, encoder_lr=lr, head_lr=lr)
+    loss = _fixed_proxies(saved.loss).to(module_device(model))
+    train_model(model, loss, _RelabelledStore(store, table), indices, recipe, seed, description="relabelled",
+                show_progress=False)
 
 
 def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRequest) -> UnlearningTask:
@@ -93,6 +134,9 @@ def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRe
         prototypes=partial(_prototypes, saved, store, loaded.split.train),
         stored_fisher=saved.fisher if saved.fisher and fisher_meta.get("estimator") == "batch" else None,
         training_epochs=int(saved.config["training"]["recipe"]["epochs"]),
+        outputs=_codes,
+        distillation_loss=_code_mse,
+        fit_relabelled=partial(_fit_relabelled, saved, store),
     )
 
 

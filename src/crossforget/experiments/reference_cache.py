@@ -22,6 +22,10 @@ def cache_key(loaded: LoadedData, bits: int, recipe: TrainingRecipe, seed: int, 
               model_options: dict) -> str:
     description = {"dataset": loaded.spec.to_dict(), "bits": bits, "recipe": recipe.to_dict(), "seed": seed,
                    "exclude": sorted(exclude), "model": model_options, "version": __version__}
+    if model_options.get("features"):  # cached embeddings: a re-extracted file must not hit the old entry
+        from crossforget.models.features import file_sha256
+
+        description["features_sha256"] = file_sha256(model_options["features"])
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -34,7 +38,7 @@ def trained_reference(cache_dir: Path, loaded: LoadedData, bits: int, recipe: Tr
     folder = cache_dir / f"{kind}-{bits}bits-{cache_key(loaded, bits, recipe, seed, exclude, options)}"
     if (folder / "config.json").is_file():
         try:
-            saved = load_hashing_checkpoint(folder)
+            saved = load_hashing_checkpoint(folder, loaded.device)
             if not store_fisher or saved.fisher:
                 return saved, True
         except CrossforgetError:

@@ -90,7 +90,8 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
     results["config"] = {"bits": list(config.bits), "seeds": list(config.seeds), "methods": list(config.methods),
                          "recipe": config.recipe.to_dict(), "training_seed": config.training_seed,
                          "model_options": config.model_options, "method_options": config.method_options,
-                         "dataset": loaded.spec.to_dict(), "primary_forget_metric": PRIMARY_FORGET}
+                         "dataset": loaded.spec.to_dict(), "primary_forget_metric": PRIMARY_FORGET,
+                         "device": str(loaded.device or "cpu")}
     results["environment"] = environment_stamp()
     return results
 

@@ -13,10 +13,12 @@ from crossforget.data.container import MultiModalData
 from crossforget.data.forget import ForgetRequest, carries_any
 from crossforget.data.registry import DatasetSpec, load_dataset
 from crossforget.data.splits import RetrievalSplit
+from crossforget.device import module_device
 from crossforget.evaluation import encode
 from crossforget.losses.dsph import DSPHLoss
 from crossforget.models.factory import build_hasher
-from crossforget.models.inputs import TensorStore
+from crossforget.models.hashing import CrossModalHasher
+from crossforget.models.inputs import BatchSource, Inputs, open_store, store_matches
 from crossforget.models.persist import HashingCheckpoint
 from crossforget.models.tokenizer import WordTokenizer
 from crossforget.reproducibility import environment_stamp, seed_everything
@@ -28,12 +30,26 @@ DEFAULT_MODEL = {"backbone": "small", "cnn_width": 32, "feature_dim": 256, "embe
 
 @dataclass
 class LoadedData:
-    """A dataset, its split and a tensor store built for one preprocessor."""
+    """A dataset, its split and a batch store built for one preprocessor.
+
+    ``device``: where models and batches go (None: the CPU); ``num_workers``: threads decoding images
+    ahead of use; ``memory_budget``: bytes of decoded images kept in memory.
+    """
 
     spec: DatasetSpec
     data: MultiModalData
     split: RetrievalSplit
-    store: TensorStore | None = None
+    store: BatchSource | None = None
+    device: torch.device | None = None
+    num_workers: int = 0
+    memory_budget: int = 4 << 30
+
+    def store_for(self, inputs: Inputs, device: torch.device | None = None) -> BatchSource:
+        """The store for ``inputs`` (reused while they do not change), placing batches on ``device``."""
+        if not store_matches(self.store, inputs):
+            self.store = open_store(self.data, inputs, self.device, self.num_workers, self.memory_budget)
+        self.store.device = device if device is not None else self.device
+        return self.store
 
 
 def training_indices(data: MultiModalData, split: RetrievalSplit, exclude: Sequence[str]) -> np.ndarray:
@@ -44,7 +60,20 @@ def training_indices(data: MultiModalData, split: RetrievalSplit, exclude: Seque
     return split.train[~carries_any(data.labels[split.train], classes)]
 
 
-def model_config(data: MultiModalData, split: RetrievalSplit, bits: int, options: dict) -> dict:
+def model_config(data: MultiModalData, split: RetrievalSplit, bits: int, options: dict,
+                 spec: DatasetSpec | None = None) -> dict:
+    """The model config; CLIP reads its architecture and tokenizer from the local pretrained model, the
+    clip-features backbone its dimension from the features file (checked against ``spec``)."""
+    backbone = options.get("backbone", "small")
+    if backbone == "clip":
+        from crossforget.models.clip import clip_model_config
+
+        return {**clip_model_config(options), "bits": bits}
+    if backbone == "clip-features":
+        from crossforget.models.features import features_model_config
+
+        dataset = {"name": spec.name, "options": spec.options} if spec is not None else {}
+        return {**features_model_config(options, dataset), "bits": bits}
     config = {**DEFAULT_MODEL, **options, "bits": bits}
     if config["backbone"] == "small":
         config.setdefault("image_size", 48)
@@ -53,7 +82,18 @@ def model_config(data: MultiModalData, split: RetrievalSplit, bits: int, options
     return config
 
 
-def compute_prototypes(model: torch.nn.Module, store: TensorStore, indices: np.ndarray) -> dict[str, torch.Tensor]:
+def initial_model(config: dict) -> tuple[CrossModalHasher, Inputs]:
+    """A model to train from: random heads and, for the clip backbone, the pretrained CLIP weights."""
+    model, inputs = build_hasher(config)
+    if config.get("backbone") == "clip":
+        from crossforget.models.clip import load_pretrained_clip
+
+        load_pretrained_clip(model.image_encoder, model.text_encoder, config["clip_model"])
+    return model, inputs
+
+
+def compute_prototypes(model: torch.nn.Module, store: BatchSource,
+                       indices: np.ndarray) -> dict[str, torch.Tensor]:
     """Eq. 2 prototypes of each modality from the trained model, stored with the checkpoint."""
     codes = encode(model, store, indices)
     labels = store.labels[torch.as_tensor(indices)]
@@ -65,29 +105,32 @@ def train_hashing(loaded: LoadedData, bits: int, recipe: TrainingRecipe, seed: i
                   show_progress: bool = True) -> HashingCheckpoint:
     """Train one bit length from scratch; returns the checkpoint object (not yet written)."""
     data, split = loaded.data, loaded.split
-    config = model_config(data, split, bits, model_options or {})
+    config = model_config(data, split, bits, model_options or {}, loaded.spec)
     seed_everything(seed)
-    model, preprocessor = build_hasher(config)
-    if loaded.store is None or loaded.store.preprocessor.to_config() != preprocessor.to_config():
-        loaded.store = TensorStore(data, preprocessor)
+    model, preprocessor = initial_model(config)
+    store = loaded.store_for(preprocessor)
     loss = DSPHLoss(data.num_classes, bits)
+    if loaded.device is not None:
+        model.to(loaded.device)
+        loss.to(loaded.device)
     indices = training_indices(data, split, exclude)
     started = time.perf_counter()
     label = f"train {bits} bits" + (f" without {', '.join(exclude)}" if exclude else "")
-    history = train_model(model, loss, loaded.store, indices, recipe, seed, label, show_progress)
+    history = train_model(model, loss, store, indices, recipe, seed, label, show_progress)
     seconds = time.perf_counter() - started
-    prototypes = compute_prototypes(model, loaded.store, indices)
+    prototypes = compute_prototypes(model, store, indices)
     run_config = {
         "model": config,
         "class_names": data.class_names,
         "dataset": loaded.spec.to_dict(),
         "training": {"recipe": recipe.to_dict(), "seed": seed, "excluded_classes": list(exclude),
                      "num_train_samples": int(len(indices)), "loss_history": history, "seconds": seconds},
-        "environment": environment_stamp(),
+        "environment": {**environment_stamp(), "device": str(module_device(model))},
     }
     return HashingCheckpoint(model, loss, preprocessor, run_config, prototypes)
 
 
-def load_data(spec: DatasetSpec) -> LoadedData:
+def load_data(spec: DatasetSpec, device: torch.device | None = None, num_workers: int = 0,
+              memory_budget: int = 4 << 30) -> LoadedData:
     data, split = load_dataset(spec)
-    return LoadedData(spec, data, split)
+    return LoadedData(spec, data, split, device=device, num_workers=num_workers, memory_budget=memory_budget)

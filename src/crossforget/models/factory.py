@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from torch import nn
 
 from crossforget.errors import CrossforgetError
 from crossforget.models.hashing import CrossModalHasher
-from crossforget.models.inputs import Preprocessor, WordPreprocessor
+from crossforget.models.inputs import Inputs, Preprocessor, WordPreprocessor
 from crossforget.models.small import SmallCNN, WordEmbeddingEncoder
 from crossforget.models.tokenizer import WordTokenizer
 
-BackboneBuilder = Callable[[dict], tuple[nn.Module, nn.Module, Preprocessor]]
+BackboneBuilder = Callable[[dict], tuple[nn.Module, nn.Module, Inputs]]
 _BACKBONES: dict[str, BackboneBuilder] = {}
+# Backbones registered by modules imported on first use (CLIP pulls in transformers).
+_LAZY = {"clip": "crossforget.models.clip", "clip-features": "crossforget.models.features"}
 
 
 def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
@@ -25,7 +28,7 @@ def register_backbone(name: str) -> Callable[[BackboneBuilder], BackboneBuilder]
 
 
 def backbone_names() -> list[str]:
-    return sorted(_BACKBONES)
+    return sorted(set(_BACKBONES) | set(_LAZY))
 
 
 @register_backbone("small")
@@ -37,9 +40,11 @@ def _small(config: dict) -> tuple[nn.Module, nn.Module, Preprocessor]:
     return image, text, WordPreprocessor(config["image_size"], tokenizer)
 
 
-def build_hasher(config: dict) -> tuple[CrossModalHasher, Preprocessor]:
+def build_hasher(config: dict) -> tuple[CrossModalHasher, Inputs]:
     """``config["backbone"]`` picks the encoders; the heads, loss and training loop never change."""
     name = config.get("backbone", "small")
+    if name not in _BACKBONES and name in _LAZY:
+        importlib.import_module(_LAZY[name])
     if name not in _BACKBONES:
         raise CrossforgetError(f"unknown backbone {name!r}; choose one of: {', '.join(backbone_names())}")
     image, text, preprocessor = _BACKBONES[name](config)

@@ -1,14 +1,20 @@
 """Turning a MultiModalData into model-ready batches.
 
 A ``Preprocessor`` knows the image size, pixel normalisation and tokenizer of one backbone; a
-``BatchSource`` hands out batches by dataset index. ``TensorStore`` tokenizes every caption once and
-keeps the images decoded in memory when they fit (else decodes per batch). Batches are dicts such as
-images (B,3,H,W) float, text_ids/text_mask (B,L), labels (B,C) float.
+``BatchSource`` hands out batches by dataset index, on its ``device``. ``TensorStore`` tokenizes every
+caption once and keeps the images decoded in memory when they fit (else decodes per batch, in background
+threads ahead of use, caching what fits). Backbones whose inputs are precomputed (cached CLIP features)
+bring ``CachedInputs`` that open their own store. Batches are dicts such as images (B,3,H,W) float,
+text_ids/text_mask (B,L), labels (B,C) float.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,6 +22,7 @@ import numpy as np
 import torch
 
 from crossforget.data.container import MultiModalData
+from crossforget.device import to_device
 from crossforget.losses.base import Batch
 from crossforget.models.tokenizer import WordTokenizer
 
@@ -33,14 +40,45 @@ class Preprocessor(Protocol):
 
 
 class BatchSource(Protocol):
-    """Batches by dataset index; ``num_captions`` lets training draw one caption per item."""
+    """Batches by dataset index; ``num_captions`` lets training draw one caption per item.
+
+    ``labels`` and ``num_captions`` stay on the CPU; batches are placed on ``device`` (None: the CPU).
+    ``preprocessor`` is what built the store (compared by ``to_config()`` to reuse a store).
+    """
 
     labels: torch.Tensor
     num_captions: torch.Tensor
+    device: torch.device | None
+    preprocessor: Preprocessor | CachedInputs
 
     def __len__(self) -> int: ...
 
     def batch(self, indices: torch.Tensor, caption: torch.Tensor | None = None) -> Batch: ...
+
+
+class CachedInputs(Protocol):
+    """Inputs read from a precomputed file (e.g. cached CLIP features) rather than from pixels and text."""
+
+    def open_store(self, data: MultiModalData, device: torch.device | None) -> BatchSource: ...
+
+    def to_config(self) -> dict: ...
+
+
+Inputs = Preprocessor | CachedInputs
+
+
+def open_store(data: MultiModalData, inputs: Inputs, device: torch.device | None = None, num_workers: int = 0,
+               memory_budget: int = 4 << 30) -> BatchSource:
+    """The batch source a backbone reads: its own store for cached inputs, else a ``TensorStore``."""
+    opener = getattr(inputs, "open_store", None)
+    if callable(opener):
+        return opener(data, device)
+    return TensorStore(data, inputs, memory_budget=memory_budget, device=device, num_workers=num_workers)
+
+
+def store_matches(store: BatchSource | None, inputs: Inputs) -> bool:
+    """Whether ``store`` was built for these inputs (so it can be reused across bit lengths)."""
+    return store is not None and store.preprocessor.to_config() == inputs.to_config()
 
 
 @dataclass
@@ -55,8 +93,8 @@ class WordPreprocessor:
     def images(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 (B,H,W,3) -> normalised float (B,3,H,W)."""
         x = pixels.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
 
     def texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,16 +111,65 @@ class WordPreprocessor:
                    tuple(config["mean"]), tuple(config["std"]))
 
 
-class TensorStore:
-    """A dataset's items, tokenized once; images decoded once when they fit in ``memory_budget`` bytes."""
+class _DecodeAhead:
+    """Decodes the images of the coming batches in a thread pool, a bounded window ahead of use.
 
-    def __init__(self, data: MultiModalData, preprocessor: Preprocessor, memory_budget: int = 4 << 30) -> None:
+    Each batch is split into one piece per worker, so one batch already uses every worker; results are
+    consumed strictly in the announced order, so batches do not depend on thread timing.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], np.ndarray], chunks: Sequence[torch.Tensor],
+                 workers: int, depth: int = 2) -> None:
+        self.decode = decode
+        self.workers = workers
+        self.depth = depth
+        self.pending = deque(chunks)
+        self.inflight: deque[tuple[torch.Tensor, list[Future]]] = deque()
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="crossforget-decode")
+
+    def _fill(self) -> None:
+        while self.pending and len(self.inflight) < self.depth:
+            chunk = self.pending.popleft()
+            pieces = np.array_split(np.asarray(chunk.tolist()), min(self.workers, chunk.numel()))
+            futures = [self.pool.submit(self.decode, piece.tolist()) for piece in pieces if piece.size]
+            self.inflight.append((chunk, futures))
+
+    def take(self, indices: torch.Tensor) -> np.ndarray | None:
+        """Pixels of the next announced batch if ``indices`` is that batch, else None."""
+        self._fill()
+        if not self.inflight or not torch.equal(self.inflight[0][0], indices):
+            return None
+        _, futures = self.inflight.popleft()
+        self._fill()
+        return np.concatenate([f.result() for f in futures])
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class TensorStore:
+    """A dataset's items, tokenized once; images decoded once when they fit in ``memory_budget`` bytes.
+
+    Otherwise images are decoded per batch (``num_workers`` threads, ahead of use inside
+    ``decoding_ahead``) and kept in a cache until it holds ``memory_budget`` bytes, so a training set
+    that fits is decoded only in the first epoch.
+    """
+
+    def __init__(self, data: MultiModalData, preprocessor: Preprocessor, memory_budget: int = 4 << 30,
+                 device: torch.device | None = None, num_workers: int = 0) -> None:
         self.preprocessor = preprocessor
+        self.device = device
+        self.num_workers = num_workers
+        self.memory_budget = memory_budget
         size = preprocessor.image_size
         self.images = data.require_images()
         self.pixels: torch.Tensor | None = None
+        self._cache: dict[int, np.ndarray] = {}
+        self._cache_bytes = 0
+        self._lock = threading.Lock()
+        self._ahead: _DecodeAhead | None = None
         if len(data) * size * size * 3 <= memory_budget:
-            self.pixels = torch.from_numpy(np.ascontiguousarray(self.images.load(range(len(data)), size)))
+            self.pixels = torch.from_numpy(self._decode_all(len(data), size))
         per_item = max(len(c) for c in data.captions)
         flat = [caps[j % len(caps)] for caps in data.captions for j in range(per_item)]
         ids, mask = preprocessor.texts(flat)
@@ -94,52 +181,109 @@ class TensorStore:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def _decode_all(self, count: int, size: int) -> np.ndarray:
+        if self.num_workers <= 1:
+            return np.ascontiguousarray(self.images.load(range(count), size))
+        out = np.empty((count, size, size, 3), dtype=np.uint8)
+
+        def fill(start: int) -> None:
+            stop = min(count, start + 256)
+            out[start:stop] = self.images.load(range(start, stop), size)
+
+        with ThreadPoolExecutor(self.num_workers, thread_name_prefix="crossforget-decode") as pool:
+            list(pool.map(fill, range(0, count, 256)))
+        return out
+
+    def _decode(self, indices: list[int]) -> np.ndarray:
+        """Decode (or take from the cache) the images of ``indices``; thread-safe."""
+        size = self.preprocessor.image_size
+        out = np.empty((len(indices), size, size, 3), dtype=np.uint8)
+        missing = []
+        for row, index in enumerate(indices):
+            cached = self._cache.get(index)
+            if cached is None:
+                missing.append(row)
+            else:
+                out[row] = cached
+        if missing:
+            fresh = self.images.load([indices[r] for r in missing], size)
+            out[missing] = fresh
+            with self._lock:
+                for row, image in zip(missing, fresh, strict=True):
+                    if self._cache_bytes + image.nbytes > self.memory_budget:
+                        break
+                    if indices[row] not in self._cache:
+                        self._cache[indices[row]] = image.copy()
+                        self._cache_bytes += image.nbytes
+        return out
+
+    @contextlib.contextmanager
+    def decoding_ahead(self, chunks: Sequence[torch.Tensor]) -> Iterator[None]:
+        """Within the block, the images of ``chunks`` (the coming batches, in order) decode in background."""
+        if self.pixels is not None or self.num_workers < 1 or self._ahead is not None or not chunks:
+            yield
+            return
+        self._ahead = _DecodeAhead(self._decode, chunks, self.num_workers)
+        try:
+            yield
+        finally:
+            self._ahead.close()
+            self._ahead = None
+
+    def _pixels(self, indices: torch.Tensor) -> torch.Tensor:
+        if self.pixels is not None:
+            return self.pixels[indices]
+        ready = self._ahead.take(indices) if self._ahead is not None else None
+        return torch.from_numpy(ready if ready is not None else self._decode(indices.tolist()))
+
     def batch(self, indices: torch.Tensor, caption: torch.Tensor | None = None) -> Batch:
         """``caption`` picks one caption per item (training); None means the canonical first one."""
         if caption is None:
             caption = torch.zeros_like(indices)
-        if self.pixels is not None:
-            pixels = self.pixels[indices]
-        else:
-            pixels = torch.from_numpy(self.images.load(indices.tolist(), self.preprocessor.image_size))
-        return {
-            "images": self.preprocessor.images(pixels),
-            "text_ids": self.text_ids[indices, caption],
-            "text_mask": self.text_mask[indices, caption],
-            "labels": self.labels[indices],
-        }
+        raw = {"pixels": self._pixels(indices), "text_ids": self.text_ids[indices, caption],
+               "text_mask": self.text_mask[indices, caption], "labels": self.labels[indices]}
+        batch = to_device(raw, self.device)
+        return {"images": self.preprocessor.images(batch.pop("pixels")), **batch}
 
 
 def augment_images(images: torch.Tensor, generator: torch.Generator, max_shift: int = 3) -> torch.Tensor:
     """Random horizontal flips and small translations (reflect padding), cheap regularisation."""
     b, _, h, w = images.shape
-    flip = torch.rand(b, generator=generator) < 0.5
+    device = images.device
+    flip = (torch.rand(b, generator=generator) < 0.5).to(device)
     images = torch.where(flip.view(b, 1, 1, 1), images.flip(3), images)
     if max_shift <= 0:
         return images
     padded = torch.nn.functional.pad(images, (max_shift,) * 4, mode="reflect")
-    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
-    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
-    rows = (dy.view(b, 1) + torch.arange(h).view(1, h)).view(b, 1, h, 1).expand(b, 3, h, w + 2 * max_shift)
+    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator).to(device)
+    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator).to(device)
+    rows = torch.arange(h, device=device).view(1, h)
+    rows = (dy.view(b, 1) + rows).view(b, 1, h, 1).expand(b, 3, h, w + 2 * max_shift)
     cropped = padded.gather(2, rows)
-    cols = (dx.view(b, 1) + torch.arange(w).view(1, w)).view(b, 1, 1, w).expand(b, 3, h, w)
+    cols = (dx.view(b, 1) + torch.arange(w, device=device).view(1, w)).view(b, 1, 1, w).expand(b, 3, h, w)
     return cropped.gather(3, cols)
 
 
 def iterate_batches(store: BatchSource, indices: np.ndarray | torch.Tensor, batch_size: int, *,
                     shuffle: bool = False, generator: torch.Generator | None = None,
                     random_caption: bool = False, augment: bool = False) -> Iterator[Batch]:
-    """Mini-batches over ``indices``; training draws a random caption per item and may augment."""
+    """Mini-batches over ``indices``; training draws a random caption per item and may augment.
+
+    The batches' indices are fixed before the first one is made, so a store that decodes lazily can
+    work ahead (``decoding_ahead``); caption draws and augmentation stay in order on the caller's thread.
+    """
     idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
     if shuffle:
         idx = idx[torch.randperm(idx.numel(), generator=generator)]
-    for start in range(0, idx.numel(), batch_size):
-        chunk = idx[start : start + batch_size]
-        caption = None
-        if random_caption:
-            draws = torch.rand(chunk.numel(), generator=generator)
-            caption = (draws * store.num_captions[chunk]).long()
-        batch = store.batch(chunk, caption)
-        if augment and batch.get("images") is not None and batch["images"].dim() == 4:
-            batch["images"] = augment_images(batch["images"], generator)
-        yield batch
+    chunks = [idx[start : start + batch_size] for start in range(0, idx.numel(), batch_size)]
+    ahead = getattr(store, "decoding_ahead", None)
+    with ahead(chunks) if ahead is not None else contextlib.nullcontext():
+        for chunk in chunks:
+            caption = None
+            if random_caption:
+                draws = torch.rand(chunk.numel(), generator=generator)
+                caption = (draws * store.num_captions[chunk]).long()
+            batch = store.batch(chunk, caption)
+            if augment and batch.get("images") is not None and batch["images"].dim() == 4:
+                batch["images"] = augment_images(batch["images"], generator)
+            yield batch

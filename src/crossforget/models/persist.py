@@ -13,7 +13,7 @@ from crossforget.errors import CrossforgetError
 from crossforget.losses.dsph import DSPHLoss
 from crossforget.models.factory import build_hasher
 from crossforget.models.hashing import CrossModalHasher
-from crossforget.models.inputs import Preprocessor
+from crossforget.models.inputs import Inputs
 
 
 @dataclass
@@ -22,7 +22,7 @@ class HashingCheckpoint:
 
     model: CrossModalHasher
     loss: DSPHLoss
-    preprocessor: Preprocessor
+    preprocessor: Inputs
     config: dict
     prototypes: dict[str, torch.Tensor] = field(default_factory=dict)
     fisher: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -52,7 +52,8 @@ def save_hashing_checkpoint(path: str | Path, saved: HashingCheckpoint) -> Path:
     return save_checkpoint(path, Checkpoint(config, state, dict(saved.loss.state_dict()), extras))
 
 
-def load_hashing_checkpoint(path: str | Path) -> HashingCheckpoint:
+def load_hashing_checkpoint(path: str | Path, device: torch.device | None = None) -> HashingCheckpoint:
+    """Rebuild the model from the config alone (no download), load its weights, place it on ``device``."""
     raw = load_checkpoint(path)
     if raw.config.get("kind") != "hashing":
         raise CrossforgetError(f"{path} holds a {raw.config.get('kind')!r} checkpoint, not a hashing model")
@@ -64,6 +65,9 @@ def load_hashing_checkpoint(path: str | Path) -> HashingCheckpoint:
     loss = DSPHLoss(len(raw.config["class_names"]), model.bits, margin=raw.config["loss"]["margin"],
                     alpha_reg=raw.config["loss"]["alpha_reg"])
     loss.load_state_dict(raw.loss_state)
+    if device is not None:
+        model.to(device)
+        loss.to(device)
     model.eval()
     return HashingCheckpoint(model, loss, preprocessor, raw.config, raw.extras.get("prototypes", {}),
                              raw.extras.get("fisher", {}))

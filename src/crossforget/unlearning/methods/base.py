@@ -40,6 +40,14 @@ class UnlearningTask:
     prototypes: Callable[[str], torch.Tensor]
     stored_fisher: dict[str, torch.Tensor] | None = None
     training_epochs: int = 1
+    # Optional pieces for the output-level methods (Bad Teacher, Amnesiac); None where not provided.
+    # outputs(model, batch) -> (B, ...) what the model emits (logits, or image and text codes side by side);
+    # distillation_loss(student_out, teacher_out) -> (B,) per-sample loss pulling the student to the teacher;
+    # fit_relabelled(model, indices, labels, epochs, seed, lr, batch_size) trains in place on ``indices``
+    # with ``labels`` (rows of the multi-hot label matrix, possibly altered) instead of the true labels.
+    outputs: Callable[[nn.Module, Batch], torch.Tensor] | None = None
+    distillation_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    fit_relabelled: Callable[..., None] | None = None
 
     @property
     def train_all(self) -> np.ndarray:
@@ -68,7 +76,7 @@ class _Entry:
 
 
 _METHODS: dict[str, _Entry] = {}
-_BUILTIN = ("reference", "ssd_method", "ppp_method")
+_BUILTIN = ("reference", "ssd_method", "ppp_method", "bad_teacher", "amnesiac")
 
 
 def register_method(name: str, options: type) -> Callable[[type], type]:

@@ -1,0 +1,184 @@
+"""``crossforget table1``: the paper's Table 1 (classification) on built-in or folder data."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from crossforget.cli.common import parse_options
+from crossforget.data.imagefolder import describe_skipped
+from crossforget.data.single_label import SINGLE_LABEL_DATASETS, load_single_label
+from crossforget.errors import CrossforgetError
+from crossforget.experiments.classification_task import ClassifierRecipe
+from crossforget.experiments.table1 import (
+    METHODS,
+    Table1Config,
+    classifier_method_options,
+    run_table1,
+    write_table1,
+)
+from crossforget.io import atomic_directory, prepare_output_dir
+from crossforget.models.classifier import ARCHITECTURES, DEFAULT_IMAGE_SIZE
+
+# Loaders that can be told to keep the forget classes when they sample classes.
+_INCLUDES_FORGET = ("scenes-single", "imagenet100", "deepfashion")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "table1",
+        help="classification: Original, Bad, Retrain, Finetune, Bad Teacher, Amnesiac, SSD, PPP",
+        description="Train (or load cached) classifiers, run every method over seeds and write the paper's "
+        "Table 1 (D_f Acc, D_r Acc, MIA; mean ± std) as JSON, CSV, Markdown and PNG.",
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--dataset",
+        default="scenes-single",
+        choices=SINGLE_LABEL_DATASETS,
+        help="scenes-single (built in, default), imagefolder, imagenet100 or deepfashion",
+    )
+    data.add_argument("--root", type=Path, default=None, help="data folder (all but scenes-single)")
+    data.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help="seeded stratified test split when the data has no test split of its own",
+    )
+    data.add_argument(
+        "--data-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="loader option, repeatable (scenes-single: num_train, num_test, num_classes, seed; "
+        "imagenet100: num_classes, images_per_class, synsets; deepfashion: min_images, per_class)",
+    )
+    parser.add_argument("--forget", nargs="+", required=True, metavar="CLASS", help="classes to forget")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results folder (default runs/table1-DATASET-CLASS)"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="seeds of the sample-based methods (default 0 1 2)",
+    )
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), help="columns (default: all eight)")
+    parser.add_argument(
+        "--method-option",
+        action="append",
+        metavar="METHOD.KEY=VALUE",
+        help="method option, repeatable, e.g. ppp.alpha=30 or bad_teacher.lr=1e-3",
+    )
+    model = parser.add_argument_group("model and training")
+    model.add_argument("--arch", default="resnet-small", choices=sorted(ARCHITECTURES))
+    model.add_argument(
+        "--pretrained",
+        type=Path,
+        default=None,
+        help="local folder of pretrained ResNet weights (save_pretrained layout); never downloaded",
+    )
+    model.add_argument(
+        "--image-size", type=int, default=None, help="input size (resnet-small 32, resnet-50 224)"
+    )
+    model.add_argument(
+        "--epochs", type=int, default=None, help=f"epochs of Original/Retrain ({ClassifierRecipe.epochs})"
+    )
+    model.add_argument("--batch-size", type=int, default=None)
+    model.add_argument("--lr", type=float, default=None, help="peak SGD learning rate of Original/Retrain")
+    model.add_argument("--train-seed", type=int, default=0, help="seed of the Original and Retrain training")
+    parser.add_argument(
+        "--no-shadow", action="store_true", help="skip the shadow-model MIA (saves its training)"
+    )
+    parser.add_argument("--cache", type=Path, default=Path("runs/cache"), help="cache of trained classifiers")
+    parser.add_argument("--no-cache", action="store_true", help="train everything afresh, store nothing")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: on a shared machine more threads often run slower)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
+    parser.set_defaults(handler=run)
+
+
+def recipe_from_args(args: argparse.Namespace) -> ClassifierRecipe:
+    values = {
+        k: v
+        for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr))
+        if v is not None
+    }
+    return ClassifierRecipe(**values)
+
+
+def method_options_from_args(pairs: list[str] | None) -> dict[str, dict]:
+    """``METHOD.KEY=VALUE`` pairs grouped by method."""
+    grouped: dict[str, list[str]] = {}
+    for pair in pairs or []:
+        method, dot, rest = pair.partition(".")
+        if not dot or "=" not in rest:
+            raise CrossforgetError(f"--method-option {pair!r} is not METHOD.KEY=VALUE (e.g. ppp.alpha=30)")
+        grouped.setdefault(method, []).append(rest)
+    return {method: parse_options(values) for method, values in grouped.items()}
+
+
+def data_options(args: argparse.Namespace) -> dict:
+    options = parse_options(args.data_option)
+    if args.dataset == "scenes-single":
+        if args.root is not None:
+            raise CrossforgetError(
+                "scenes-single is generated; drop --root (or choose --dataset imagefolder)"
+            )
+        options.setdefault("image_size", args.image_size or DEFAULT_IMAGE_SIZE[args.arch])
+    else:
+        if args.root is None:
+            raise CrossforgetError(f"--dataset {args.dataset} needs --root DIR pointing at the data")
+        options["root"] = args.root
+    if args.test_fraction is not None:
+        if args.dataset == "scenes-single":
+            raise CrossforgetError("scenes-single has its own test images; drop --test-fraction")
+        options["test_fraction"] = args.test_fraction
+    if args.dataset in _INCLUDES_FORGET:
+        options.setdefault("include", list(args.forget))
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads < 1:
+        raise CrossforgetError("--threads must be at least 1")
+    torch.set_num_threads(args.threads)
+    out = args.out or Path("runs") / f"table1-{args.dataset}-{'-'.join(args.forget).replace(' ', '_')}"
+    prepare_output_dir(out, args.overwrite)
+    console = Console(stderr=True)
+    data = load_single_label(args.dataset, **data_options(args))
+    note = describe_skipped(data.info["skipped"]) if "skipped" in data.info else None
+    if note:
+        console.print(f"[yellow]skipped while loading:[/] {note}")
+    summary = data.summary()
+    console.print(
+        f"{data.name}: {summary['classes']} classes, {summary['train']} train / {summary['test']} test "
+        f"images ({data.info.get('split')})"
+    )
+    config = Table1Config(
+        forget=args.forget,
+        seeds=args.seeds,
+        methods=args.methods,
+        architecture=args.arch,
+        image_size=args.image_size,
+        pretrained=str(args.pretrained) if args.pretrained else None,
+        recipe=recipe_from_args(args),
+        training_seed=args.train_seed,
+        method_options=classifier_method_options(method_options_from_args(args.method_option)),
+        shadow=not args.no_shadow,
+    )
+    results = run_table1(data, config, None if args.no_cache else args.cache, console)
+    with atomic_directory(out, overwrite=args.overwrite) as tmp:
+        write_table1(tmp, results, Console())
+    console.print(
+        f"results written to {out} (results.json, results.csv, results.md, results.png); "
+        f"{results['run_timings']['total']:.0f} s in all"
+    )
+    return 0

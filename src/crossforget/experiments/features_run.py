@@ -1,0 +1,86 @@
+"""Extract CLIP image and caption embeddings of a whole dataset once, for the frozen-backbone mode."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crossforget.device import autocast
+from crossforget.experiments.training_run import LoadedData
+from crossforget.models.clip import (
+    ClipImageEncoder,
+    ClipPreprocessor,
+    ClipTextEncoder,
+    clip_model_config,
+    load_local_clip,
+)
+from crossforget.models.features import write_features
+from crossforget.models.inputs import TensorStore, iterate_batches
+from crossforget.progress import progress_bar
+
+
+def pretrained_encoders(source: str) -> tuple[ClipImageEncoder, ClipTextEncoder, ClipPreprocessor]:
+    """The pretrained CLIP encoders of ``source`` (a private copy of the loaded model) and preprocessor."""
+    config = clip_model_config({"clip_model": source})
+    clip = copy.deepcopy(load_local_clip(source).model)
+    preprocessor = ClipPreprocessor(
+        clip.config.vision_config.image_size, config["tokenizer"], config["pad_id"], config["max_text_length"]
+    )
+    return ClipImageEncoder(clip), ClipTextEncoder(clip), preprocessor
+
+
+@torch.no_grad()
+def extract_features(
+    loaded: LoadedData, source: str, out: Path, batch_size: int = 256, show_progress: bool = True
+) -> dict:
+    """Embed every item's image and every caption slot, write ``out`` atomically; returns a summary."""
+    device = loaded.device or torch.device("cpu")
+    image_encoder, text_encoder, preprocessor = pretrained_encoders(source)
+    image_encoder.to(device).eval()
+    text_encoder.to(device).eval()
+    started = time.perf_counter()
+    store = TensorStore(
+        loaded.data,
+        preprocessor,
+        memory_budget=loaded.memory_budget,
+        device=device,
+        num_workers=loaded.num_workers,
+    )
+    count, per_item = store.text_ids.shape[:2]
+    image = torch.empty(count, image_encoder.out_dim, dtype=torch.float32)
+    ids = store.text_ids.view(count * per_item, -1)
+    mask = store.text_mask.view(count * per_item, -1)
+    text = torch.empty(count * per_item, text_encoder.out_dim, dtype=torch.float32)
+    steps = -(-count // batch_size) + -(-ids.shape[0] // batch_size)
+    with progress_bar("CLIP features", total=steps, enabled=show_progress) as bar:
+        start = 0
+        for batch in iterate_batches(store, np.arange(count), batch_size):
+            with autocast(device):
+                embedded = image_encoder(batch["images"])
+            image[start : start + embedded.shape[0]] = embedded.float().cpu()
+            start += embedded.shape[0]
+            bar.advance(1)
+        for first in range(0, ids.shape[0], batch_size):
+            rows = slice(first, first + batch_size)
+            with autocast(device):
+                embedded = text_encoder(ids[rows].to(device), mask[rows].to(device))
+            text[rows] = embedded.float().cpu()
+            bar.advance(1)
+    seconds = time.perf_counter() - started
+    dataset = {"name": loaded.spec.name, "options": loaded.spec.options}
+    write_features(
+        out, image, text.view(count, per_item, -1), store.num_captions, loaded.data, dataset, source
+    )
+    return {
+        "items": int(count),
+        "captions_per_item": int(per_item),
+        "feature_dim": int(image.shape[1]),
+        "seconds": seconds,
+        "items_per_second": count / max(seconds, 1e-9),
+        "device": str(device),
+        "out": str(out),
+    }

@@ -1,0 +1,329 @@
+"""The paper's Table 1: class forgetting on a single-label classifier, every method, over seeds.
+
+Rows: D_f Acc (test images of the forget classes; compare with Retrain), D_r Acc (test images of the
+other classes; compare with Original), MIA (entropy attack, mean membership of the forget training
+samples; compare with Retrain), and the shadow-model MIA when enabled. Original, Bad and Retrain are
+deterministic given the training seed and run once; the other methods run once per seed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from torch import nn
+
+from crossforget.data.single_label import SingleLabelData
+from crossforget.errors import CrossforgetError
+from crossforget.experiments.classification_task import (
+    ClassifierCheckpoint,
+    ClassifierRecipe,
+    ImageStore,
+    attach_full_fisher,
+    cache_key,
+    cached,
+    classification_task,
+    evaluate_classifier,
+    make_store,
+    save_classifier_checkpoint,
+    train_classifier,
+    train_shadow_attack,
+)
+from crossforget.experiments.reporting import print_table, write_results
+from crossforget.experiments.statistics import Summary, format_summary, summarise
+from crossforget.models.classifier import classifier_config
+from crossforget.reproducibility import environment_stamp
+from crossforget.unlearning.methods import UnlearningTask, create_method, method_names
+
+METHODS = ("original", "bad_model", "retrain", "finetune", "bad_teacher", "amnesiac", "ssd", "ppp")
+LABELS = {
+    "original": "Original",
+    "bad_model": "Bad",
+    "retrain": "Retrain",
+    "finetune": "Finetune",
+    "bad_teacher": "Bad Teacher",
+    "amnesiac": "Amnesiac",
+    "ssd": "SSD",
+    "ppp": "PPP",
+}
+DETERMINISTIC = ("original", "bad_model", "retrain")
+ROWS = {"forget_acc": "D_f Acc", "retain_acc": "D_r Acc", "mia": "MIA", "mia_shadow": "MIA (shadow)"}
+# Classification defaults that differ from the registry's (hashing-oriented) ones. PPP's thresholds are
+# tuned per dataset in the paper; alpha = 50 keeps D_f at 0 and D_r within 2 points of the Original on
+# scenes-single for seeds 0-2, where alpha = 10 cost 13-63 points (docs/classification.md).
+CLASSIFIER_DEFAULTS: dict[str, dict] = {"ppp": {"alpha": 50.0}}
+
+
+def classifier_method_options(options: dict[str, dict]) -> dict[str, dict]:
+    """The user's method options over the classification defaults."""
+    merged = {method: dict(values) for method, values in CLASSIFIER_DEFAULTS.items()}
+    for method, values in options.items():
+        merged.setdefault(method, {}).update(values)
+    return merged
+
+
+@dataclass
+class Table1Config:
+    """What to run. ``method_options`` maps a method name to options for ``create_method``."""
+
+    forget: Sequence[str] = ("dog",)
+    seeds: Sequence[int] = (0, 1, 2)
+    methods: Sequence[str] = METHODS
+    architecture: str = "resnet-small"
+    image_size: int | None = None
+    pretrained: str | None = None
+    recipe: ClassifierRecipe = field(default_factory=ClassifierRecipe)
+    training_seed: int = 0
+    method_options: dict[str, dict] = field(default_factory=dict)
+    shadow: bool = True
+
+    def check(self) -> None:
+        known = set(method_names()) | {"original"}
+        unknown = [m for m in self.methods if m not in known]
+        if unknown:
+            raise CrossforgetError(
+                f"unknown method(s) {unknown}; choose from original, {', '.join(method_names())}"
+            )
+        if not self.seeds:
+            raise CrossforgetError("give at least one seed (--seeds 0 1 2)")
+
+
+def _reference(
+    cache_dir: Path | None, role: str, description: dict, build: Callable[[], ClassifierCheckpoint]
+) -> tuple[ClassifierCheckpoint, bool]:
+    """A trained reference from the cache (keyed by everything that changes it), or built and stored."""
+    if cache_dir is None:
+        return build(), False
+    return cached(_entry(cache_dir, role, description), build)
+
+
+def _entry(cache_dir: Path, role: str, description: dict) -> Path:
+    return cache_dir / f"{role}-{cache_key({'role': role, **description})}"
+
+
+def _original(
+    data: SingleLabelData,
+    store: ImageStore,
+    model_config: dict,
+    config: Table1Config,
+    cache_dir: Path | None,
+    description: dict,
+) -> tuple[ClassifierCheckpoint, bool]:
+    """The Original, with the full-data Fisher attached when SSD will run (stored with it in the cache)."""
+    needs_fisher = "ssd" in config.methods
+
+    def build() -> ClassifierCheckpoint:
+        saved = train_classifier(
+            data, store, model_config, config.recipe, config.training_seed, description="Original"
+        )
+        if needs_fisher:
+            attach_full_fisher(saved, store, data.train)
+        return saved
+
+    original, was_cached = _reference(cache_dir, "original", description, build)
+    if needs_fisher and not original.fisher:
+        attach_full_fisher(original, store, data.train)
+        if cache_dir is not None:
+            save_classifier_checkpoint(_entry(cache_dir, "original", description), original)
+    return original, was_cached
+
+
+def _retrain(
+    original: ClassifierCheckpoint,
+    task: UnlearningTask,
+    config: Table1Config,
+    cache_dir: Path | None,
+    description: dict,
+) -> tuple[ClassifierCheckpoint, bool]:
+    """Retrain through the registry (the Original's recipe on D_r), cached like the Original."""
+    options = config.method_options.get("retrain", {})
+
+    def build() -> ClassifierCheckpoint:
+        outcome = create_method("retrain", **options).unlearn(original.model, task, config.training_seed)
+        lineage = {"method": "retrain", "seed": config.training_seed, "timings": outcome.timings}
+        return ClassifierCheckpoint(
+            outcome.model, original.preprocessor, {**original.config, "unlearning": lineage}
+        )
+
+    forget = sorted(task.class_names[c] for c in task.forget_classes)
+    return _reference(cache_dir, "retrain", {**description, "forget": forget, "options": options}, build)
+
+
+def _run_method(
+    method: str,
+    seed: int,
+    original: ClassifierCheckpoint,
+    was_cached: bool,
+    task: UnlearningTask,
+    config: Table1Config,
+    cache_dir: Path | None,
+    description: dict,
+) -> tuple[nn.Module, dict, dict]:
+    """(model, timings, diagnostics) of one column for one seed."""
+    if method == "original":
+        return original.model, {}, {"cached": was_cached}
+    if method == "retrain":
+        saved, hit = _retrain(original, task, config, cache_dir, description)
+        return saved.model, saved.config.get("unlearning", {}).get("timings", {}), {"cached": hit}
+    outcome = create_method(method, **config.method_options.get(method, {})).unlearn(
+        original.model, task, seed
+    )
+    return outcome.model, outcome.timings, outcome.diagnostics
+
+
+def summarise_seeds(per_seed: dict) -> dict:
+    """Per method and metric: mean, sample std, 95% CI and the values, in percent."""
+    return {
+        method: {
+            metric: summarise([s[metric] for s in by_seed.values()]).scaled(100).to_dict()
+            for metric in ROWS
+            if metric in next(iter(by_seed.values()))
+        }
+        for method, by_seed in per_seed.items()
+    }
+
+
+def _line(method: str, seed: int, scores: dict, seconds: float) -> str:
+    shadow = f" shadow {100 * scores['mia_shadow']:.1f}" if "mia_shadow" in scores else ""
+    return (
+        f"  {LABELS.get(method, method)} seed {seed}: D_f {100 * scores['forget_acc']:.1f} "
+        f"D_r {100 * scores['retain_acc']:.1f} MIA {100 * scores['mia']:.1f}{shadow} ({seconds:.1f} s)"
+    )
+
+
+def run_table1(data: SingleLabelData, config: Table1Config, cache_dir: Path | None, console: Console) -> dict:
+    """Every number of the table, per seed, with timings and method diagnostics."""
+    config.check()
+    started = time.perf_counter()
+    forget = data.class_indices(config.forget)
+    model_config = classifier_config(
+        config.architecture, data.num_classes, config.image_size, config.pretrained
+    )
+    store = make_store(data, model_config)
+    description = {
+        "dataset": data.info.get("fingerprint"),
+        "model": model_config,
+        "recipe": config.recipe.to_dict(),
+        "seed": config.training_seed,
+    }
+    timings: dict = {"data_store": time.perf_counter() - started}
+    tick = time.perf_counter()
+    original, was_cached = _original(data, store, model_config, config, cache_dir, description)
+    timings["original"] = time.perf_counter() - tick
+    console.print(f"Original {'from cache' if was_cached else 'trained'} ({timings['original']:.1f} s)")
+    shadow, shadow_info = None, {}
+    if config.shadow:
+        tick = time.perf_counter()
+        shadow, shadow_info = train_shadow_attack(
+            data, store, model_config, config.recipe, config.training_seed, cache_dir
+        )
+        timings["shadow_models"] = time.perf_counter() - tick
+        console.print(f"shadow attack ready ({timings['shadow_models']:.1f} s)")
+    task = classification_task(original, data, store, forget)
+    results: dict = {"per_seed": {}, "timings": {}, "diagnostics": {}}
+    for method in config.methods:
+        for seed in [config.training_seed] if method in DETERMINISTIC else list(config.seeds):
+            tick = time.perf_counter()
+            model, timing, diagnostics = _run_method(
+                method, seed, original, was_cached, task, config, cache_dir, description
+            )
+            scores = evaluate_classifier(model, store, data, forget, shadow)
+            elapsed = time.perf_counter() - tick
+            results["per_seed"].setdefault(method, {})[str(seed)] = scores
+            results["timings"].setdefault(method, {})[str(seed)] = {**timing, "wall": elapsed}
+            results["diagnostics"].setdefault(method, {})[str(seed)] = diagnostics
+            console.print(_line(method, seed, scores, elapsed))
+    timings["total"] = time.perf_counter() - started
+    results.update(
+        summary=summarise_seeds(results["per_seed"]),
+        forget=[data.class_names[c] for c in forget],
+        data=data.summary(),
+        partition={"train_forget": int(task.train_forget.size), "train_retain": int(task.train_retain.size)},
+        shadow=shadow_info,
+        run_timings=timings,
+        config={
+            "seeds": list(config.seeds),
+            "methods": list(config.methods),
+            "training_seed": config.training_seed,
+            "model": model_config,
+            "recipe": config.recipe.to_dict(),
+            "method_options": config.method_options,
+            "shadow": config.shadow,
+            "units": "percent in summary, fractions in per_seed",
+        },
+        environment=environment_stamp(),
+    )
+    return results
+
+
+def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """The paper's layout: one column per method, rows D_f Acc, D_r Acc, MIA (%, mean ± std)."""
+    methods = list(results["summary"])
+    columns = ["Metric"] + [LABELS.get(m, m) for m in methods]
+    rows = []
+    for metric, label in ROWS.items():
+        if all(metric in results["summary"][m] for m in methods):
+            rows.append([label] + [format_summary(_summary(results["summary"][m][metric])) for m in methods])
+    return columns, rows
+
+
+def _summary(entry: dict) -> Summary:
+    return Summary(
+        entry["mean"],
+        entry["std"],
+        entry["ci_low"],
+        entry["ci_high"],
+        entry["n"],
+        entry["confidence"],
+        tuple(entry["values"]),
+    )
+
+
+def write_table1(out: Path, results: dict, console: Console) -> None:
+    columns, rows = table_rows(results)
+    title = (
+        f"Classification (%) forgetting {', '.join(results['forget'])} on {results['data']['name']} "
+        f"({results['config']['model']['architecture']})"
+    )
+    print_table(title, columns, rows, console)
+    write_results(out, "results", results, columns, rows, title)
+    table1_chart(results, out / "results.png")
+
+
+def table1_chart(results: dict, path: Path) -> Path:
+    """Grouped bars per method (D_f Acc, D_r Acc, MIA), std as error bars."""
+    from crossforget.experiments.figures import plt, save_figure
+
+    summary = results["summary"]
+    methods = list(summary)
+    metrics = [m for m in ROWS if all(m in summary[k] for k in methods)]
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.8 / len(metrics)
+    x = np.arange(len(methods))
+    colours = plt.cm.viridis(np.linspace(0.1, 0.85, len(metrics)))
+    for j, metric in enumerate(metrics):
+        means = [summary[m][metric]["mean"] for m in methods]
+        stds = [np.nan_to_num(summary[m][metric]["std"]) for m in methods]
+        ax.bar(
+            x + (j - (len(metrics) - 1) / 2) * width,
+            means,
+            width,
+            yerr=stds,
+            capsize=2,
+            color=colours[j],
+            label=ROWS[metric],
+        )
+    ax.set_xticks(x, [LABELS.get(m, m) for m in methods], rotation=15)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=len(metrics), loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    ax.set_title(
+        f"Forgetting {', '.join(results['forget'])} on {results['data']['name']}: D_f and MIA closer to "
+        "Retrain, D_r closer to Original"
+    )
+    return save_figure(fig, path)
