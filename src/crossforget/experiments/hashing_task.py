@@ -101,7 +101,8 @@ class _RelabelledStore:
         return len(self.store)
 
     def batch(self, indices: torch.Tensor, caption: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        return {**self.store.batch(indices, caption), "labels": self.labels[indices]}
+        batch = self.store.batch(indices, caption)
+        return {**batch, "labels": self.labels[indices].to(batch["labels"].device)}
 
 
 def _fit_relabelled(saved: HashingCheckpoint, store: BatchSource, model: nn.Module, indices: np.ndarray,

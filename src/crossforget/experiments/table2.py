@@ -14,22 +14,36 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from torch import nn
 
-from crossforget.data.forget import ForgetRequest, partition
+from crossforget.data.forget import ForgetPartition, ForgetRequest, partition
+from crossforget.data.splits import RetrievalSplit
+from crossforget.errors import CrossforgetError
 from crossforget.evaluation import DIRECTIONS, evaluate_model
 from crossforget.experiments.hashing_task import run_method, store_for
 from crossforget.experiments.reference_cache import trained_reference
 from crossforget.experiments.reporting import markdown_table, print_table, write_results
-from crossforget.experiments.training_run import LoadedData
+from crossforget.experiments.statistics import summarise as summarise_values
+from crossforget.experiments.training_run import DEFAULT_MODEL, LoadedData
 from crossforget.io import atomic_write_text
+from crossforget.models.inputs import BatchSource
+from crossforget.models.persist import HashingCheckpoint
 from crossforget.reproducibility import environment_stamp
 from crossforget.training import TrainingRecipe
 from crossforget.unlearning.methods import create_method
 
 REFERENCE = ("original", "bad_model", "retrain", "finetune")
 SAMPLED = ("ssd", "ppp")
-LABELS = {"original": "Original", "bad_model": "Bad", "retrain": "Retrain", "finetune": "Finetune",
-          "ssd": "SSD", "ppp": "PPP", "bad_teacher": "Bad Teacher*", "amnesiac": "Amnesiac*"}
+LABELS = {
+    "original": "Original",
+    "bad_model": "Bad",
+    "retrain": "Retrain",
+    "finetune": "Finetune",
+    "ssd": "SSD",
+    "ppp": "PPP",
+    "bad_teacher": "Bad Teacher*",
+    "amnesiac": "Amnesiac*",
+}
 PRIMARY_FORGET = "forget_label"
 
 
@@ -45,80 +59,184 @@ class Table2Config:
     method_options: dict[str, dict] = field(default_factory=dict)
 
 
-def _scores(records: list[dict]) -> dict[str, dict[str, float]]:
-    return {r["direction"]: {k: r[k] for k in ("retain", "forget_label", "forget_any")} for r in records}
+@dataclass(frozen=True)
+class ReferenceRecipe:
+    """How Retrain is made: the Original's recipe, seed and model options, cached in ``cache_dir``."""
+
+    cache_dir: Path
+    recipe: TrainingRecipe
+    seed: int
+    model_options: dict = field(default_factory=dict)
+
+    @classmethod
+    def of_checkpoint(cls, saved: HashingCheckpoint, cache_dir: Path) -> ReferenceRecipe:
+        """The recipe that trained an Original checkpoint (refuses Retrain and unlearned checkpoints)."""
+        training = saved.config["training"]
+        if training.get("excluded_classes") or saved.config.get("unlearning"):
+            raise CrossforgetError(
+                "this command needs an Original checkpoint (from `crossforget train` without "
+                "--exclude), not a Retrain or unlearned one"
+            )
+        return cls(
+            cache_dir,
+            TrainingRecipe.from_dict(training["recipe"]),
+            int(training["seed"]),
+            reference_model_options(saved.config["model"]),
+        )
+
+
+def reference_model_options(model: dict) -> dict:
+    """Model options that rebuild ``model`` through ``model_config`` (checkpoints keep only the config).
+
+    Small backbone: every architecture field (the tokenizer is rebuilt from the same training captions);
+    CLIP: the pretrained source and the options it takes; clip-features: the features file.
+    """
+    backbone = model.get("backbone", "small")
+    if backbone == "clip":
+        return {
+            "backbone": "clip",
+            "clip_model": model["clip_model"],
+            "dropout": model["dropout"],
+            "max_text_length": model["max_text_length"],
+        }
+    if backbone == "clip-features":
+        return {
+            "backbone": "clip-features",
+            "features": model["features"]["path"],
+            "dropout": model["dropout"],
+        }
+    return {k: model[k] for k in (*DEFAULT_MODEL, "image_size") if k in model}
+
+
+def run_column(
+    method: str,
+    seed: int,
+    original: HashingCheckpoint,
+    loaded: LoadedData,
+    request: ForgetRequest,
+    reference: ReferenceRecipe,
+    options: dict | None = None,
+) -> tuple[nn.Module, dict, dict]:
+    """(model, timings, diagnostics) of one column at one seed: Original as is, Retrain from the cache,
+    any other method run on the Original with ``options``."""
+    if method == "original":
+        return original.model, {}, {}
+    if method == "retrain":
+        retrain, cached = trained_reference(
+            reference.cache_dir,
+            loaded,
+            original.bits,
+            reference.recipe,
+            reference.seed,
+            request.classes,
+            reference.model_options,
+        )
+        return retrain.model, {"train": retrain.config["training"]["seconds"]}, {"cached": cached}
+    new, outcome = run_method(create_method(method, **(options or {})), original, loaded, request, seed)
+    return new.model, outcome.timings, outcome.diagnostics
+
+
+def column_scores(
+    model: nn.Module, store: BatchSource, split: RetrievalSplit, part: ForgetPartition
+) -> dict[str, dict[str, float]]:
+    """{direction: {retain, forget_label, forget_any}} as fractions (the per-seed record of every runner)."""
+    return {
+        r["direction"]: {k: r[k] for k in ("retain", "forget_label", "forget_any")}
+        for r in evaluate_model(model, store, split, part)
+    }
 
 
 def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, console: Console) -> dict:
     """Every number of the table; methods with sampled data run once per seed, the rest once."""
     request = ForgetRequest(config.forget)
     part = partition(loaded.data, loaded.split, request)
+    reference = ReferenceRecipe(cache_dir, config.recipe, config.training_seed, config.model_options)
     results: dict = {"per_seed": {}, "timings": {}, "diagnostics": {}}
     for bits in config.bits:
-        original, cached = trained_reference(cache_dir, loaded, bits, config.recipe, config.training_seed,
-                                             (), config.model_options)
+        original, cached = trained_reference(
+            cache_dir, loaded, bits, config.recipe, config.training_seed, (), config.model_options
+        )
         console.print(f"{bits} bits: Original {'from cache' if cached else 'trained'}")
         store = store_for(original, loaded)
-        retrain = None
         for method in config.methods:
             seeds = config.seeds if method not in REFERENCE else [config.training_seed]
             for seed in seeds:
                 started = time.perf_counter()
-                if method == "original":
-                    model, timing, diag = original.model, {}, {}
-                elif method == "retrain":
-                    retrain, cached = trained_reference(cache_dir, loaded, bits, config.recipe,
-                                                        config.training_seed, config.forget, config.model_options)
-                    model, timing = retrain.model, {"train": retrain.config["training"]["seconds"]}
-                    diag = {"cached": cached}
-                else:
-                    unlearner = create_method(method, **config.method_options.get(method, {}))
-                    new, outcome = run_method(unlearner, original, loaded, request, seed)
-                    model, timing, diag = new.model, outcome.timings, outcome.diagnostics
-                scores = _scores(evaluate_model(model, store, loaded.split, part))
+                model, timing, diag = run_column(
+                    method, seed, original, loaded, request, reference, config.method_options.get(method, {})
+                )
+                scores = column_scores(model, store, loaded.split, part)
                 results["per_seed"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = scores
                 results["timings"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = timing
                 results["diagnostics"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = diag
-                console.print(f"  {LABELS.get(method, method)} seed {seed}: "
-                              f"D_f {100 * scores['I2T'][PRIMARY_FORGET]:.1f}/{100 * scores['T2I'][PRIMARY_FORGET]:.1f} "
-                              f"D_r {100 * scores['I2T']['retain']:.1f}/{100 * scores['T2I']['retain']:.1f} "
-                              f"({time.perf_counter() - started:.1f} s)")
+                console.print(
+                    f"  {LABELS.get(method, method)} seed {seed}: "
+                    f"D_f {100 * scores['I2T'][PRIMARY_FORGET]:.1f}/"
+                    f"{100 * scores['T2I'][PRIMARY_FORGET]:.1f} "
+                    f"D_r {100 * scores['I2T']['retain']:.1f}/{100 * scores['T2I']['retain']:.1f} "
+                    f"({time.perf_counter() - started:.1f} s)"
+                )
     results["summary"] = summarise(results["per_seed"], config)
     results["delta"] = deltas(results["summary"], config)
     results["forget"] = list(request.classes)
     results["partition"] = part.summary(loaded.data.class_names)
-    results["config"] = {"bits": list(config.bits), "seeds": list(config.seeds), "methods": list(config.methods),
-                         "recipe": config.recipe.to_dict(), "training_seed": config.training_seed,
-                         "model_options": config.model_options, "method_options": config.method_options,
-                         "dataset": loaded.spec.to_dict(), "primary_forget_metric": PRIMARY_FORGET,
-                         "device": str(loaded.device or "cpu")}
+    results["config"] = {
+        "bits": list(config.bits),
+        "seeds": list(config.seeds),
+        "methods": list(config.methods),
+        "recipe": config.recipe.to_dict(),
+        "training_seed": config.training_seed,
+        "model_options": config.model_options,
+        "method_options": config.method_options,
+        "dataset": loaded.spec.to_dict(),
+        "primary_forget_metric": PRIMARY_FORGET,
+        "device": str(loaded.device or "cpu"),
+    }
     results["environment"] = environment_stamp()
     return results
 
 
-def summarise(per_seed: dict, config: Table2Config) -> dict:
-    """Mean and sample std (0 for a single run) per method, bits, direction and metric, in %."""
+def seed_summary(values: Sequence[float]) -> dict:
+    """Mean, sample std (0 for a single run), n and the 95% Student-t interval (null below two runs).
+
+    Built on ``statistics.summarise`` so every runner agrees; null rather than NaN keeps the JSON strict.
+    """
+    s = summarise_values(values)
+    spread = s.n > 1
+    return {
+        "mean": s.mean,
+        "std": 0.0 if s.n == 1 else s.std,
+        "n": s.n,
+        "ci_low": s.ci_low if spread else None,
+        "ci_high": s.ci_high if spread else None,
+    }
+
+
+def summarise(per_seed: dict, config: Table2Config | None = None) -> dict:
+    """``seed_summary`` per method, bits, direction and metric, in %."""
     summary: dict = {}
     for method, by_bits in per_seed.items():
         for bits, by_seed in by_bits.items():
             for direction in DIRECTIONS:
                 for metric in ("retain", "forget_label", "forget_any"):
-                    values = np.array([100 * s[direction][metric] for s in by_seed.values()])
-                    entry = {"mean": float(values.mean()),
-                             "std": float(values.std(ddof=1)) if values.size > 1 else 0.0, "n": int(values.size)}
+                    entry = seed_summary([100 * s[direction][metric] for s in by_seed.values()])
                     summary.setdefault(method, {}).setdefault(f"{bits}-{direction}", {})[metric] = entry
     return summary
 
 
-def deltas(summary: dict, config: Table2Config) -> dict:
+def deltas(summary: dict, config: Table2Config | None = None) -> dict:
     """|Delta| per method: D_f against Retrain, D_r against Original (percentage points)."""
     if "original" not in summary or "retrain" not in summary:
         return {}
     out = {}
     for method, settings in summary.items():
-        forget = [abs(v[PRIMARY_FORGET]["mean"] - summary["retrain"][k][PRIMARY_FORGET]["mean"])
-                  for k, v in settings.items()]
-        retain = [abs(v["retain"]["mean"] - summary["original"][k]["retain"]["mean"]) for k, v in settings.items()]
+        forget = [
+            abs(v[PRIMARY_FORGET]["mean"] - summary["retrain"][k][PRIMARY_FORGET]["mean"])
+            for k, v in settings.items()
+        ]
+        retain = [
+            abs(v["retain"]["mean"] - summary["original"][k]["retain"]["mean"]) for k, v in settings.items()
+        ]
         out[method] = {"forget": float(np.mean(forget)), "retain": float(np.mean(retain))}
     return out
 
@@ -139,20 +257,26 @@ def table_rows(results: dict, metric: str = PRIMARY_FORGET) -> tuple[list[str], 
         row = ["|Δ|"]
         for m in methods:
             d = results["delta"][m]
-            row += ([f"{d['forget']:.2f}", f"{d['retain']:.2f}"] if m not in ("original", "retrain") else ["", ""])
+            row += (
+                [f"{d['forget']:.2f}", f"{d['retain']:.2f}"] if m not in ("original", "retrain") else ["", ""]
+            )
         rows.append(row)
     return columns, rows
 
 
 def write_table2(out: Path, results: dict, console: Console) -> None:
     columns, rows = table_rows(results)
-    title = (f"Retrieval mAP (%) forgetting {', '.join(results['forget'])} on {results['config']['dataset']['name']}"
-             " (D_f: forget-label relevance)")
+    title = (
+        f"Retrieval mAP (%) forgetting {', '.join(results['forget'])} on "
+        f"{results['config']['dataset']['name']} (D_f: forget-label relevance)"
+    )
     print_table(title, columns, rows, console)
     write_results(out, "results", results, columns, rows, title)
     any_columns, any_rows = table_rows(results, "forget_any")
-    atomic_write_text(out / "results_any_label.md", f"# {title.replace('forget-label', 'any-label')}\n\n"
-                      + markdown_table(any_columns, any_rows))
+    atomic_write_text(
+        out / "results_any_label.md",
+        f"# {title.replace('forget-label', 'any-label')}\n\n" + markdown_table(any_columns, any_rows),
+    )
     from crossforget.experiments.figures import table2_chart
 
     table2_chart(results, out / "results.png")

@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 from torch import nn
 
+from crossforget.errors import CrossforgetError
 from crossforget.unlearning.methods.base import (
     StageTimer,
     UnlearningTask,
@@ -29,6 +30,9 @@ class PPPOptions:
     dampening (Eq. 6); eps: Eq. 6's stabiliser; core_sign: -1 as in Eq. 7, +1 for the ablation.
     Budgets: forget 80 as in the paper; neighbour and retain budgets bound the cost of the two extra
     Fisher passes (None = the whole subset).
+    retain_set: which retained samples give I_r in Eqs. 5-6. "rest" = D_r \\ D_n, the paper's three
+    disjoint subsets (SPEC); "all" = all of D_r, neighbours included (our variant: parameters that
+    matter to the neighbour classes are then protected by the S test as well).
     """
 
     k: int = 3
@@ -44,6 +48,7 @@ class PPPOptions:
     neighbour_samples: int | None = 400
     retain_samples: int | None = 800
     batch_size: int = 32
+    retain_set: Literal["rest", "all"] = "rest"
 
 
 @register_method("ppp", PPPOptions)
@@ -63,13 +68,16 @@ class PPP:
         seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=3)
         forget = sample_indices(task.train_forget, o.forget_samples, int(seeds[0]), "forget")
         neighbour = sample_indices(task.train_retain[in_neighbour], o.neighbour_samples, int(seeds[1]), "neighbour")
-        rest = sample_indices(task.train_retain[~in_neighbour], o.retain_samples, int(seeds[2]), "retained")
+        if o.retain_set not in ("rest", "all"):
+            raise CrossforgetError(f"retain_set must be 'rest' or 'all', got {o.retain_set!r}")
+        pool = task.train_retain[~in_neighbour] if o.retain_set == "rest" else task.train_retain
+        rest = sample_indices(pool, o.retain_samples, int(seeds[2]), "retained")
         with timer.stage("fisher_forget"):
             fisher_f = fisher_over(clone, task, forget, o.estimator, o.batch_size, "D_f")
         with timer.stage("fisher_neighbour"):
             fisher_n = fisher_over(clone, task, neighbour, o.estimator, o.batch_size, "D_n")
         with timer.stage("fisher_retain"):
-            fisher_r = fisher_over(clone, task, rest, o.estimator, o.batch_size, "D_r \\ D_n")
+            fisher_r = fisher_over(clone, task, rest, o.estimator, o.batch_size, "retained")
         names = task.class_names
         diagnostics = {
             "neighbours": [names[c] for c in info.neighbours],

@@ -1,0 +1,80 @@
+"""PPP as a method: sample sets, the retain_set variant, diagnostics and the zero-Fisher path."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from crossforget.data.forget import ForgetRequest
+from crossforget.experiments.hashing_task import hashing_task
+from crossforget.experiments.training_run import load_data
+from crossforget.models.persist import load_hashing_checkpoint
+from crossforget.unlearning.methods import create_method
+
+
+@pytest.fixture(scope="module")
+def task_and_model(tiny_checkpoint: Path):
+    saved = load_hashing_checkpoint(tiny_checkpoint / "bits16")
+    loaded = load_data(saved.dataset_spec)
+    return hashing_task(saved, loaded, ForgetRequest(["dog"])), saved.model
+
+
+def _sampled_sets(task, model, **options):
+    """Run PPP with fisher_over recorded, returning the index sets each Fisher saw."""
+    import crossforget.unlearning.methods.ppp_method as module
+
+    seen = {}
+    original = module.fisher_over
+
+    def spy(model, task_, indices, estimator, batch_size, what):
+        seen[what] = np.asarray(indices)
+        return original(model, task_, indices, estimator, batch_size, what)
+
+    module.fisher_over = spy
+    try:
+        result = create_method("ppp", **options).unlearn(model, task, seed=0)
+    finally:
+        module.fisher_over = original
+    return seen, result
+
+
+def test_subsets_are_disjoint_and_follow_the_neighbour_labels(task_and_model):
+    task, model = task_and_model
+    seen, result = _sampled_sets(task, model, neighbour_samples=None, retain_samples=None)
+    labels = task.labels.numpy().astype(bool)
+    names = task.class_names
+    neighbours = [names.index(n) for n in result.diagnostics["neighbours"]]
+    dog = names.index("dog")
+    assert labels[seen["D_f"], dog].all()
+    assert labels[seen["D_n"]][:, neighbours].any(axis=1).all() and not labels[seen["D_n"], dog].any()
+    assert not labels[seen["retained"]][:, neighbours].any() and not labels[seen["retained"], dog].any()
+    assert not set(seen["D_f"]) & set(seen["D_n"]) and not set(seen["D_n"]) & set(seen["retained"])
+    regions = result.diagnostics["regions"]
+    assert sum(regions.values()) == sum(p.numel() for p in model.parameters())
+    assert result.diagnostics["gamma"] > 0
+
+
+def test_retain_set_all_includes_neighbour_samples(task_and_model):
+    task, model = task_and_model
+    seen, _ = _sampled_sets(task, model, retain_set="all", retain_samples=None)
+    assert sorted(seen["retained"]) == sorted(task.train_retain)
+    with pytest.raises(Exception, match="retain_set"):
+        _sampled_sets(task, model, retain_set="neighbours")
+
+
+def test_zero_forget_fisher_warns_and_returns_the_model_unchanged(task_and_model):
+    task, model = task_and_model
+
+    def flat_loss(m, batch, reduction="mean"):
+        value = task.loss(m, batch, reduction)
+        return value * 0.0
+
+    silent = dataclasses.replace(task, loss=flat_loss)
+    with pytest.warns(RuntimeWarning, match="Fisher is zero"):
+        result = create_method("ppp").unlearn(model, silent, seed=0)
+    for a, b in zip(model.state_dict().values(), result.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
