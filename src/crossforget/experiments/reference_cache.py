@@ -36,15 +36,17 @@ def trained_reference(cache_dir: Path, loaded: LoadedData, bits: int, recipe: Tr
     options = model_options or {}
     kind = "retrain-" + "-".join(sorted(exclude)) if exclude else "original"
     folder = cache_dir / f"{kind}-{bits}bits-{cache_key(loaded, bits, recipe, seed, exclude, options)}"
+    saved, cached = None, False
     if (folder / "config.json").is_file():
         try:
-            saved = load_hashing_checkpoint(folder, loaded.device)
-            if not store_fisher or saved.fisher:
-                return saved, True
+            saved, cached = load_hashing_checkpoint(folder, loaded.device), True
         except CrossforgetError:
-            pass  # a damaged cache entry is simply rebuilt
-    saved = train_hashing(loaded, bits, recipe, seed, exclude, options)
-    if store_fisher:
+            saved = None  # a damaged cache entry is simply rebuilt
+    if saved is None:
+        saved = train_hashing(loaded, bits, recipe, seed, exclude, options)
+    if store_fisher and not saved.fisher:
         attach_full_fisher(saved, loaded)
+    elif cached:
+        return saved, True
     save_hashing_checkpoint(folder, saved)
-    return saved, False
+    return saved, cached
