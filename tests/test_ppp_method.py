@@ -42,9 +42,9 @@ def _sampled_sets(task, model, **options):
     return seen, result
 
 
-def test_subsets_are_disjoint_and_follow_the_neighbour_labels(task_and_model):
+def test_paper_subsets_are_disjoint_and_follow_the_neighbour_labels(task_and_model):
     task, model = task_and_model
-    seen, result = _sampled_sets(task, model, neighbour_samples=None, retain_samples=None)
+    seen, result = _sampled_sets(task, model, retain_set="rest", neighbour_samples=None, retain_samples=None)
     labels = task.labels.numpy().astype(bool)
     names = task.class_names
     neighbours = [names.index(n) for n in result.diagnostics["neighbours"]]
