@@ -11,8 +11,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: no spinning threads on shared cores
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-TINY_DATA = ["--data-option", "num_items=400", "--data-option", "image_size=32", "--num-query", "60",
-             "--num-train", "250"]
+TINY_DATA = [
+    "--data-option",
+    "num_items=400",
+    "--data-option",
+    "image_size=32",
+    "--num-query",
+    "60",
+    "--num-train",
+    "250",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)

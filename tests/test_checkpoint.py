@@ -14,8 +14,12 @@ from crossforget.models.persist import load_hashing_checkpoint
 
 
 def _save(path: Path) -> Checkpoint:
-    ck = Checkpoint({"kind": "test"}, {"w": torch.arange(6.0).view(2, 3)}, {"proxies": torch.ones(2, 2)},
-                    {"prototypes": {"image": torch.zeros(3, 2)}})
+    ck = Checkpoint(
+        {"kind": "test"},
+        {"w": torch.arange(6.0).view(2, 3)},
+        {"proxies": torch.ones(2, 2)},
+        {"prototypes": {"image": torch.zeros(3, 2)}},
+    )
     save_checkpoint(path, ck)
     return ck
 

@@ -21,7 +21,10 @@ def _digest(folder: Path) -> str:
 
 
 def test_evaluate_writes_json_csv_markdown(tiny_checkpoint: Path, tmp_path: Path, capsys):
-    assert main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--forget", "dog", "--out", str(tmp_path)]) == 0
+    assert (
+        main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--forget", "dog", "--out", str(tmp_path)])
+        == 0
+    )
     payload = json.loads((tmp_path / "evaluation.json").read_text())
     (record,) = [r for r in payload["records"] if r["direction"] == "I2T"]
     for key in ("retain", "forget_label", "forget_any"):
@@ -35,14 +38,36 @@ def test_evaluate_writes_json_csv_markdown(tiny_checkpoint: Path, tmp_path: Path
 def test_unlearn_never_modifies_its_input_and_evaluates(tiny_checkpoint: Path, tmp_path: Path):
     before = _digest(tiny_checkpoint)
     out = tmp_path / "ppp"
-    code = main(["unlearn", "--checkpoint", str(tiny_checkpoint), "--method", "ppp", "--forget", "dog",
-                 "--alpha", "5", "--option", "neighbour_samples=50", "--out", str(out), "--evaluate"])
+    code = main(
+        [
+            "unlearn",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--method",
+            "ppp",
+            "--forget",
+            "dog",
+            "--alpha",
+            "5",
+            "--option",
+            "neighbour_samples=50",
+            "--out",
+            str(out),
+            "--evaluate",
+        ]
+    )
     assert code == 0
     assert _digest(tiny_checkpoint) == before
     report = json.loads((out / "unlearn.json").read_text())
     run = report["runs"]["16"]
     assert run["diagnostics"]["samples"]["neighbour"] <= 50
-    assert set(run["timings"]) >= {"prototypes", "fisher_forget", "fisher_neighbour", "fisher_retain", "total"}
+    assert set(run["timings"]) >= {
+        "prototypes",
+        "fisher_forget",
+        "fisher_neighbour",
+        "fisher_retain",
+        "total",
+    }
     assert (out / "config.json").is_file() and (out / "evaluation.json").is_file()
 
 
@@ -50,8 +75,24 @@ def test_params_file_feeds_method_options(tiny_checkpoint: Path, tmp_path: Path)
     params = tmp_path / "best.json"
     params.write_text(json.dumps({"method": "ssd", "params": {"alpha": 3.0, "lam": 0.5}}))
     out = tmp_path / "ssd"
-    assert main(["unlearn", "--checkpoint", str(tiny_checkpoint), "--method", "ssd", "--forget", "dog",
-                 "--params", str(params), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "unlearn",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--method",
+                "ssd",
+                "--forget",
+                "dog",
+                "--params",
+                str(params),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["unlearning"]["options"]["alpha"] == 3.0 and config["unlearning"]["options"]["lam"] == 0.5
 
@@ -61,9 +102,14 @@ def test_params_file_feeds_method_options(tiny_checkpoint: Path, tmp_path: Path)
     [
         (["train", "--dataset", "nosuch", "--out", "{tmp}/x"], "valid datasets"),
         (["evaluate", "--checkpoint", "{ckpt}", "--forget", "unicorn"], "valid classes"),
-        (["unlearn", "--checkpoint", "{ckpt}", "--method", "magic", "--forget", "dog", "--out", "{tmp}/y"],
-         "choose one of"),
-        (["unlearn", "--checkpoint", "{ckpt}", "--forget", "dog", "--k", "500", "--out", "{tmp}/z"], "lower k"),
+        (
+            ["unlearn", "--checkpoint", "{ckpt}", "--method", "magic", "--forget", "dog", "--out", "{tmp}/y"],
+            "choose one of",
+        ),
+        (
+            ["unlearn", "--checkpoint", "{ckpt}", "--forget", "dog", "--k", "500", "--out", "{tmp}/z"],
+            "lower k",
+        ),
         (["unlearn", "--checkpoint", "{tmp}", "--forget", "dog", "--out", "{tmp}/w"], "holds no checkpoint"),
         (["train", *TINY_DATA, "--bits", "16", "--out", "{ckpt}"], "not empty"),
     ],
@@ -78,8 +124,22 @@ def test_bad_input_gives_one_line_errors(argv, message, tiny_checkpoint: Path, t
 
 def test_failed_run_leaves_no_output_folder(tiny_checkpoint: Path, tmp_path: Path):
     out = tmp_path / "never"
-    assert main(["unlearn", "--checkpoint", str(tiny_checkpoint), "--forget", "dog", "--k", "500",
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "unlearn",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--forget",
+                "dog",
+                "--k",
+                "500",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".never")]
 

@@ -39,13 +39,17 @@ def test_proxy_terms_by_hand():
     s = 1 / math.sqrt(2)
     expected = (1 - s) + s / 2 + 0.0
     assert loss.from_codes(image, text, labels).item() == pytest.approx(expected, abs=1e-6)
-    assert loss.from_codes(image, text, labels, reduction="none").tolist() == pytest.approx([expected], abs=1e-6)
+    assert loss.from_codes(image, text, labels, reduction="none").tolist() == pytest.approx(
+        [expected], abs=1e-6
+    )
 
 
 def test_margin_shifts_negative_term():
     loss = _loss_with([[1, 0], [0, 1], [-1, 0]], margin=0.5)
     s = 1 / math.sqrt(2)
-    value = loss.from_codes(torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0, 0]]))
+    value = loss.from_codes(
+        torch.tensor([[1.0, 1.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0, 0]])
+    )
     assert value.item() == pytest.approx((1 - s) + (s - 0.5) / 2, abs=1e-6)
 
 

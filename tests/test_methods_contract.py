@@ -15,8 +15,12 @@ from crossforget.models.persist import load_hashing_checkpoint
 from crossforget.unlearning.methods import create_method, method_names, method_options
 
 # Keep the contract test fast: training-based methods run one epoch here.
-FAST = {"retrain": {"epochs": 1}, "finetune": {"epochs": 1}, "bad_teacher": {"epochs": 1},
-        "amnesiac": {"epochs": 1}}
+FAST = {
+    "retrain": {"epochs": 1},
+    "finetune": {"epochs": 1},
+    "bad_teacher": {"epochs": 1},
+    "amnesiac": {"epochs": 1},
+}
 
 
 def _fast_options(name: str) -> dict:
@@ -25,7 +29,9 @@ def _fast_options(name: str) -> dict:
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")

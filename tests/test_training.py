@@ -34,8 +34,15 @@ def _toy() -> tuple[MultiModalData, TensorStore, dict]:
     names = ["red", "green", "blue"]
     captions = [[f"a {names[int(np.argmax(row))]} picture"] for row in labels]
     data = MultiModalData("toy", names, labels, captions, ArrayImages(images))
-    config = {"backbone": "small", "bits": 8, "image_size": 16, "cnn_width": 8, "feature_dim": 16,
-              "embed_dim": 8, "tokenizer": WordTokenizer.build(c[0] for c in captions).to_config()}
+    config = {
+        "backbone": "small",
+        "bits": 8,
+        "image_size": 16,
+        "cnn_width": 8,
+        "feature_dim": 16,
+        "embed_dim": 8,
+        "tokenizer": WordTokenizer.build(c[0] for c in captions).to_config(),
+    }
     _, pre = build_hasher(config)
     return data, TensorStore(data, pre), config
 
@@ -45,8 +52,15 @@ def _train(seed: int, epochs: int = 4) -> tuple[torch.nn.Module, list[float]]:
     torch.manual_seed(seed)
     model, _ = build_hasher(config)
     loss = DSPHLoss(3, 8)
-    history = train_model(model, loss, store, np.arange(96), TrainingRecipe(epochs=epochs, batch_size=32), seed,
-                          show_progress=False)
+    history = train_model(
+        model,
+        loss,
+        store,
+        np.arange(96),
+        TrainingRecipe(epochs=epochs, batch_size=32),
+        seed,
+        show_progress=False,
+    )
     return model, history
 
 
@@ -60,11 +74,12 @@ def test_same_seed_gives_identical_weights_and_other_seed_differs():
     a, _ = _train(1, epochs=1)
     b, _ = _train(1, epochs=1)
     c, _ = _train(2, epochs=1)
-    for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values(),
-                                  strict=True):
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
-    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.state_dict().values(), c.state_dict().values(),
-                                                        strict=True))
+    assert any(
+        not torch.equal(pa, pc)
+        for pa, pc in zip(a.state_dict().values(), c.state_dict().values(), strict=True)
+    )
 
 
 def test_augmentation_keeps_shape_and_is_seeded():

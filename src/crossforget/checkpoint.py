@@ -44,8 +44,9 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = checkpoint.tensors()
-    config = dict(checkpoint.config, format=FORMAT,
-                  tensors={k: list(v.shape) for k, v in sorted(tensors.items())})
+    config = dict(
+        checkpoint.config, format=FORMAT, tensors={k: list(v.shape) for k, v in sorted(tensors.items())}
+    )
     atomic_write_bytes(path / WEIGHTS, save(tensors))
     atomic_write_json(path / CONFIG, config)
     return path
@@ -57,11 +58,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     config_file, weights_file = path / CONFIG, path / WEIGHTS
     for f in (config_file, weights_file):
         if not f.is_file():
-            raise CrossforgetError(f"{f} is missing; is {path} a crossforget checkpoint folder (from `train`)?")
+            raise CrossforgetError(
+                f"{f} is missing; is {path} a crossforget checkpoint folder (from `train`)?"
+            )
     try:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as exc:
-        raise CrossforgetError(f"{config_file} is not valid JSON ({exc.msg}); the checkpoint is corrupt") from exc
+        raise CrossforgetError(
+            f"{config_file} is not valid JSON ({exc.msg}); the checkpoint is corrupt"
+        ) from exc
     if config.get("format") != FORMAT:
         raise CrossforgetError(f"{config_file} has format {config.get('format')!r}, expected {FORMAT!r}")
     try:

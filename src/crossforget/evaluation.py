@@ -50,16 +50,24 @@ def encode(model: nn.Module, store: BatchSource, indices: np.ndarray, batch_size
     return Codes(torch.cat(images), torch.cat(texts))
 
 
-def _score(query: torch.Tensor, database: torch.Tensor, q_labels: np.ndarray, d_labels: np.ndarray,
-           topk: int | None) -> tuple[float, float]:
+def _score(
+    query: torch.Tensor, database: torch.Tensor, q_labels: np.ndarray, d_labels: np.ndarray, topk: int | None
+) -> tuple[float, float]:
     if query.shape[0] == 0:
         return float("nan"), float("nan")
     value = mean_average_precision(query, database, q_labels, d_labels, topk=topk)
     return float(value), float(random_ranking_map(q_labels, d_labels))
 
 
-def retrieval_scores(query: Codes, database: Codes, query_labels: np.ndarray, db_labels: np.ndarray,
-                     forget_mask: np.ndarray, forget_classes: list[int], topk: int | None = None) -> list[dict]:
+def retrieval_scores(
+    query: Codes,
+    database: Codes,
+    query_labels: np.ndarray,
+    db_labels: np.ndarray,
+    forget_mask: np.ndarray,
+    forget_classes: list[int],
+    topk: int | None = None,
+) -> list[dict]:
     """One record per direction with the three metrics and their chance levels."""
     records = []
     keep = ~forget_mask
@@ -69,23 +77,39 @@ def retrieval_scores(query: Codes, database: Codes, query_labels: np.ndarray, db
         d = database.text if direction == "I2T" else database.image
         record: dict = {"direction": direction}
         chance: dict = {}
-        record["retain"], chance["retain"] = _score(q[torch.from_numpy(keep)], d, query_labels[keep], db_labels,
-                                                    topk)
+        record["retain"], chance["retain"] = _score(
+            q[torch.from_numpy(keep)], d, query_labels[keep], db_labels, topk
+        )
         fq = torch.from_numpy(forget_mask)
         record["forget_label"], chance["forget_label"] = _score(
-            q[fq], d, query_labels[forget_mask][:, f_cols], db_labels[:, f_cols], topk)
-        record["forget_any"], chance["forget_any"] = _score(q[fq], d, query_labels[forget_mask], db_labels, topk)
+            q[fq], d, query_labels[forget_mask][:, f_cols], db_labels[:, f_cols], topk
+        )
+        record["forget_any"], chance["forget_any"] = _score(
+            q[fq], d, query_labels[forget_mask], db_labels, topk
+        )
         record["chance"] = chance
         records.append(record)
     return records
 
 
-def evaluate_model(model: nn.Module, store: BatchSource, split: RetrievalSplit, partition: ForgetPartition,
-                   topk: int | None = None) -> list[dict]:
+def evaluate_model(
+    model: nn.Module,
+    store: BatchSource,
+    split: RetrievalSplit,
+    partition: ForgetPartition,
+    topk: int | None = None,
+) -> list[dict]:
     """Encode queries and database once, then score both directions."""
     labels = store.labels.numpy().astype(np.uint8)
     query = encode(model, store, split.query)
     database = encode(model, store, split.database)
     forget_mask = np.isin(split.query, partition.query_forget)
-    return retrieval_scores(query, database, labels[split.query], labels[split.database], forget_mask,
-                            list(partition.forget_classes), topk)
+    return retrieval_scores(
+        query,
+        database,
+        labels[split.query],
+        labels[split.database],
+        forget_mask,
+        list(partition.forget_classes),
+        topk,
+    )

@@ -32,8 +32,13 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
     ``enabled=False`` silences it entirely (library use inside a larger loop).
     """
     if enabled and sys.stderr.isatty():
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+        )
         with Progress(*columns, transient=True) as progress:
             task = progress.add_task(description, total=total, status="")
             yield _Reporter(progress, task, description, total)

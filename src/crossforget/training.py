@@ -52,8 +52,9 @@ class TrainingRecipe:
 
 # DSPH's recipe for a pretrained CLIP backbone (SPEC section 3): small backbone lr, larger head lr,
 # strong weight decay, no augmentation, 100 epochs. The small CPU backbone keeps the defaults above.
-CLIP_RECIPE = TrainingRecipe(epochs=100, batch_size=128, encoder_lr=1e-5, head_lr=1e-3, weight_decay=0.2,
-                             augment=False)
+CLIP_RECIPE = TrainingRecipe(
+    epochs=100, batch_size=128, encoder_lr=1e-5, head_lr=1e-3, weight_decay=0.2, augment=False
+)
 BACKBONE_RECIPES = {"clip": CLIP_RECIPE, "clip-features": CLIP_RECIPE}
 
 
@@ -83,9 +84,16 @@ def _parameter_groups(model: nn.Module, recipe: TrainingRecipe) -> list[dict]:
     return groups
 
 
-def train_model(model: nn.Module, loss: nn.Module, store: BatchSource, indices: np.ndarray,
-                recipe: TrainingRecipe, seed: int, description: str = "training",
-                show_progress: bool = True) -> list[float]:
+def train_model(
+    model: nn.Module,
+    loss: nn.Module,
+    store: BatchSource,
+    indices: np.ndarray,
+    recipe: TrainingRecipe,
+    seed: int,
+    description: str = "training",
+    show_progress: bool = True,
+) -> list[float]:
     """Train ``model`` (and the loss's own parameters) in place; returns the mean loss per epoch.
 
     No model selection on the query set (the DSPH reference picks the best epoch on queries,
@@ -94,11 +102,20 @@ def train_model(model: nn.Module, loss: nn.Module, store: BatchSource, indices: 
     """
     generator = seed_everything(seed)
     device = module_device(model)
-    optimiser = torch.optim.AdamW(_parameter_groups(model, recipe), betas=recipe.betas, eps=recipe.eps,
-                                  weight_decay=recipe.weight_decay)
+    optimiser = torch.optim.AdamW(
+        _parameter_groups(model, recipe), betas=recipe.betas, eps=recipe.eps, weight_decay=recipe.weight_decay
+    )
     loss_params = [p for p in loss.parameters() if p.requires_grad]
-    loss_optimiser = (torch.optim.SGD(loss_params, lr=recipe.proxy_lr, momentum=recipe.proxy_momentum,
-                                      weight_decay=recipe.proxy_weight_decay) if loss_params else None)
+    loss_optimiser = (
+        torch.optim.SGD(
+            loss_params,
+            lr=recipe.proxy_lr,
+            momentum=recipe.proxy_momentum,
+            weight_decay=recipe.proxy_weight_decay,
+        )
+        if loss_params
+        else None
+    )
     steps_per_epoch = math.ceil(len(indices) / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
     warmup = int(recipe.warmup_fraction * total)
@@ -108,8 +125,15 @@ def train_model(model: nn.Module, loss: nn.Module, store: BatchSource, indices: 
     with progress_bar(description, total=recipe.epochs, enabled=show_progress) as bar:
         for _epoch in range(recipe.epochs):
             running, batches = 0.0, 0
-            for batch in iterate_batches(store, indices, recipe.batch_size, shuffle=True, generator=generator,
-                                         random_caption=True, augment=recipe.augment):
+            for batch in iterate_batches(
+                store,
+                indices,
+                recipe.batch_size,
+                shuffle=True,
+                generator=generator,
+                random_caption=True,
+                augment=recipe.augment,
+            ):
                 scale = warmup_cosine(step, total, warmup)
                 for group in optimiser.param_groups:
                     group["lr"] = group["base_lr"] * scale

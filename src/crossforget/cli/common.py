@@ -33,15 +33,28 @@ def _literal(value: str) -> object:
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
-    group.add_argument("--dataset", default=None, help="dataset name (default: scenes, built in; with "
-                       "--backbone clip-features: the dataset of the features file)")
+    group.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset name (default: scenes, built in; with "
+        "--backbone clip-features: the dataset of the features file)",
+    )
     group.add_argument("--data-root", default=None, help="folder of a real benchmark (coco, mirflickr, ...)")
-    group.add_argument("--data-option", action="append", metavar="KEY=VALUE",
-                       help="dataset option, repeatable (scenes: num_items, image_size, seed)")
-    group.add_argument("--num-query", type=int, default=None, help="query items (default: 1000 scenes, 5000 "
-                       "real benchmarks)")
-    group.add_argument("--num-train", type=int, default=None, help="training items (default: 5000 scenes, "
-                       "10000 real benchmarks)")
+    group.add_argument(
+        "--data-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="dataset option, repeatable (scenes: num_items, image_size, seed)",
+    )
+    group.add_argument(
+        "--num-query", type=int, default=None, help="query items (default: 1000 scenes, 5000 real benchmarks)"
+    )
+    group.add_argument(
+        "--num-train",
+        type=int,
+        default=None,
+        help="training items (default: 5000 scenes, 10000 real benchmarks)",
+    )
     group.add_argument("--split-seed", type=int, default=0, help="seed of the query/train permutation")
 
 
@@ -66,15 +79,28 @@ def dataset_spec(args: argparse.Namespace, fallback: dict | None = None) -> Data
 
 def add_device_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("device")
-    group.add_argument("--device", default="auto",
-                       help="auto (a GPU when torch sees one, else the CPU), cpu, cuda or cuda:N; "
-                       "on CUDA forward passes run in bf16 autocast")
-    group.add_argument("--num-workers", type=int, default=None, metavar="N",
-                       help="threads decoding image files ahead of use (default: min(8, CPU cores); "
-                       "0 decodes in the main thread)")
-    group.add_argument("--image-memory", type=float, default=4.0, metavar="GB",
-                       help="decoded images kept in memory (default 4): a data set that fits is decoded "
-                       "once, else the images seen first are kept until this is full")
+    group.add_argument(
+        "--device",
+        default="auto",
+        help="auto (a GPU when torch sees one, else the CPU), cpu, cuda or cuda:N; "
+        "on CUDA forward passes run in bf16 autocast",
+    )
+    group.add_argument(
+        "--num-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="threads decoding image files ahead of use (default: min(8, CPU cores); "
+        "0 decodes in the main thread)",
+    )
+    group.add_argument(
+        "--image-memory",
+        type=float,
+        default=4.0,
+        metavar="GB",
+        help="decoded images kept in memory (default 4): a data set that fits is decoded "
+        "once, else the images seen first are kept until this is full",
+    )
 
 
 def device_settings(args: argparse.Namespace) -> dict:
@@ -84,23 +110,42 @@ def device_settings(args: argparse.Namespace) -> dict:
     workers = args.num_workers if args.num_workers is not None else min(8, os.cpu_count() or 1)
     if workers < 0 or args.image_memory < 0:
         raise CrossforgetError("--num-workers and --image-memory must not be negative")
-    return {"device": resolve_device(args.device), "num_workers": workers,
-            "memory_budget": int(args.image_memory * (1 << 30))}
+    return {
+        "device": resolve_device(args.device),
+        "num_workers": workers,
+        "memory_budget": int(args.image_memory * (1 << 30)),
+    }
 
 
 def add_backbone_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--backbone", default="small", choices=["small", "clip", "clip-features"],
-                       help="small: CPU encoders trained from scratch; clip: CLIP ViT fine-tuned (GPU); "
-                       "clip-features: hash heads on cached CLIP features (CPU, seconds)")
-    group.add_argument("--clip-model", default=None, metavar="DIR_OR_ID",
-                       help="pretrained CLIP of --backbone clip: a local folder, or a hub id already in the "
-                       "local cache (default openai/clip-vit-base-patch32); nothing is downloaded")
-    group.add_argument("--features", default=None, metavar="FILE",
-                       help="features file of --backbone clip-features (from `crossforget features extract`)")
-    group.add_argument("--model-option", action="append", metavar="KEY=VALUE",
-                       help="model option, repeatable (small: cnn_width, feature_dim, embed_dim, dropout, "
-                       "image_size; clip: dropout, max_text_length; clip-features: dropout)")
+    group.add_argument(
+        "--backbone",
+        default="small",
+        choices=["small", "clip", "clip-features"],
+        help="small: CPU encoders trained from scratch; clip: CLIP ViT fine-tuned (GPU); "
+        "clip-features: hash heads on cached CLIP features (CPU, seconds)",
+    )
+    group.add_argument(
+        "--clip-model",
+        default=None,
+        metavar="DIR_OR_ID",
+        help="pretrained CLIP of --backbone clip: a local folder, or a hub id already in the "
+        "local cache (default openai/clip-vit-base-patch32); nothing is downloaded",
+    )
+    group.add_argument(
+        "--features",
+        default=None,
+        metavar="FILE",
+        help="features file of --backbone clip-features (from `crossforget features extract`)",
+    )
+    group.add_argument(
+        "--model-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="model option, repeatable (small: cnn_width, feature_dim, embed_dim, dropout, "
+        "image_size; clip: dropout, max_text_length; clip-features: dropout)",
+    )
 
 
 def model_options(args: argparse.Namespace) -> dict:

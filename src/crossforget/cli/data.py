@@ -41,10 +41,19 @@ def run_info(args: argparse.Namespace) -> int:
     data, split = load_dataset(spec)
     console = Console()
     labels = data.labels.astype(np.float64)
-    console.print(f"[bold]{data.name}[/]: {len(data)} items, {data.num_classes} classes, "
-                  f"{labels.sum(1).mean():.2f} labels per item; split {split.to_dict()}")
+    console.print(
+        f"[bold]{data.name}[/]: {len(data)} items, {data.num_classes} classes, "
+        f"{labels.sum(1).mean():.2f} labels per item; split {split.to_dict()}"
+    )
     order = np.argsort(-labels.mean(0))
-    rows = [[data.class_names[i], int(labels[:, i].sum()), 100 * labels[:, i].mean(),
-             int(labels[split.train, i].sum())] for i in order]
+    rows = [
+        [
+            data.class_names[i],
+            int(labels[:, i].sum()),
+            100 * labels[:, i].mean(),
+            int(labels[split.train, i].sum()),
+        ]
+        for i in order
+    ]
     print_table("label frequencies", ["class", "items", "% of items", "in train split"], rows, console)
     return 0

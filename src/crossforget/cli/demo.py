@@ -25,20 +25,36 @@ from crossforget.unlearning.methods import method_names
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("demo", help="compare Original, Bad, Retrain, Finetune, SSD and PPP (Table 2)",
-                                 description="Train (or load cached) references, run every method, print and "
-                                 "save the paper's Table 2 layout with |Delta| rows.")
+    parser = commands.add_parser(
+        "demo",
+        help="compare Original, Bad, Retrain, Finetune, SSD and PPP (Table 2)",
+        description="Train (or load cached) references, run every method, print and "
+        "save the paper's Table 2 layout with |Delta| rows.",
+    )
     add_dataset_options(parser)
     add_backbone_options(parser)
     add_device_options(parser)
     parser.add_argument("--out", type=Path, required=True, help="results folder")
-    parser.add_argument("--forget", nargs="+", default=["dog"], metavar="CLASS", help="classes to forget (dog)")
+    parser.add_argument(
+        "--forget", nargs="+", default=["dog"], metavar="CLASS", help="classes to forget (dog)"
+    )
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="seeds of the sampled methods (SSD, PPP): different forget/retain samples")
-    parser.add_argument("--methods", nargs="+", default=["original", "bad_model", "retrain", "finetune", "ssd", "ppp"],
-                        help="columns: original and any of " + ", ".join(method_names()))
-    parser.add_argument("--cache", type=Path, default=Path("runs/cache"), help="cache of trained Original/Retrain")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="seeds of the sampled methods (SSD, PPP): different forget/retain samples",
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["original", "bad_model", "retrain", "finetune", "ssd", "ppp"],
+        help="columns: original and any of " + ", ".join(method_names()),
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=Path("runs/cache"), help="cache of trained Original/Retrain"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="training epochs of Original/Retrain")
     parser.add_argument("--batch-size", type=int, default=None)
     add_learning_rate_options(parser)
@@ -56,12 +72,20 @@ def run(args: argparse.Namespace) -> int:
         method_options["ppp"] = read_params(args.ppp_params, "ppp")
     if args.ssd_params:
         method_options["ssd"] = read_params(args.ssd_params, "ssd")
-    config = Table2Config(forget=args.forget, bits=args.bits, seeds=args.seeds, methods=args.methods,
-                          recipe=recipe_from_args(args), model_options=model_options(args),
-                          method_options=method_options)
+    config = Table2Config(
+        forget=args.forget,
+        bits=args.bits,
+        seeds=args.seeds,
+        methods=args.methods,
+        recipe=recipe_from_args(args),
+        model_options=model_options(args),
+        method_options=method_options,
+    )
     loaded = load_data(dataset_spec(args, features_dataset(args)), **device_settings(args))
     results = run_table2(loaded, config, args.cache, console)
     with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
         write_table2(tmp, results, Console())
-    console.print(f"results written to {args.out} (results.json, .csv, .md, results_any_label.md, results.png)")
+    console.print(
+        f"results written to {args.out} (results.json, .csv, .md, results_any_label.md, results.png)"
+    )
     return 0

@@ -13,14 +13,25 @@ from crossforget.experiments.reporting import print_table, write_results
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("evaluate", help="mAP on D_r and D_f, I2T and T2I, for one or more checkpoints",
-                                 description="Evaluate hashing checkpoints under a forget request.")
-    parser.add_argument("--checkpoint", required=True, type=Path,
-                        help="a checkpoint folder, or a folder of bits<B> checkpoints (from train/unlearn)")
+    parser = commands.add_parser(
+        "evaluate",
+        help="mAP on D_r and D_f, I2T and T2I, for one or more checkpoints",
+        description="Evaluate hashing checkpoints under a forget request.",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="a checkpoint folder, or a folder of bits<B> checkpoints (from train/unlearn)",
+    )
     parser.add_argument("--forget", nargs="+", required=True, metavar="CLASS", help="classes of the request")
     parser.add_argument("--topk", type=int, default=None, help="mAP@k instead of mAP@all")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder for evaluation.json/.csv/.md (default: the checkpoint folder)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for evaluation.json/.csv/.md (default: the checkpoint folder)",
+    )
     add_device_options(parser)
     parser.set_defaults(handler=run)
 

@@ -25,31 +25,54 @@ from crossforget.training import TrainingRecipe, recipe_for
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("train", help="train a hashing model, one checkpoint per bit length",
-                                 description="Train the cross-modal hashing model with the DSPH loss.")
+    parser = commands.add_parser(
+        "train",
+        help="train a hashing model, one checkpoint per bit length",
+        description="Train the cross-modal hashing model with the DSPH loss.",
+    )
     add_dataset_options(parser)
     add_backbone_options(parser)
     add_device_options(parser)
-    parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64], help="code lengths (default 16 32 64)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (one subfolder bits<B> per length)")
-    parser.add_argument("--exclude", nargs="+", default=[], metavar="CLASS",
-                        help="drop every training sample carrying these classes (the Retrain reference)")
+    parser.add_argument(
+        "--bits", type=int, nargs="+", default=[16, 32, 64], help="code lengths (default 16 32 64)"
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output folder (one subfolder bits<B> per length)"
+    )
+    parser.add_argument(
+        "--exclude",
+        nargs="+",
+        default=[],
+        metavar="CLASS",
+        help="drop every training sample carrying these classes (the Retrain reference)",
+    )
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: recipe default)")
     parser.add_argument("--batch-size", type=int, default=None)
     add_learning_rate_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order")
-    parser.add_argument("--store-fisher", action="store_true",
-                        help="also store the full-data Fisher (lets SSD skip its pass over the training set)")
+    parser.add_argument(
+        "--store-fisher",
+        action="store_true",
+        help="also store the full-data Fisher (lets SSD skip its pass over the training set)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     parser.set_defaults(handler=run)
 
 
 def add_learning_rate_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate of encoders and heads")
-    parser.add_argument("--encoder-lr", type=float, default=None,
-                        help="learning rate of the encoders (default: small 2e-3, CLIP 1e-5)")
-    parser.add_argument("--head-lr", type=float, default=None,
-                        help="learning rate of the hash heads (default: small 2e-3, CLIP 1e-3)")
+    parser.add_argument(
+        "--encoder-lr",
+        type=float,
+        default=None,
+        help="learning rate of the encoders (default: small 2e-3, CLIP 1e-5)",
+    )
+    parser.add_argument(
+        "--head-lr",
+        type=float,
+        default=None,
+        help="learning rate of the hash heads (default: small 2e-3, CLIP 1e-3)",
+    )
 
 
 def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
@@ -88,9 +111,14 @@ def run(args: argparse.Namespace) -> int:
                 attach_full_fisher(checkpoint, loaded)
             save_hashing_checkpoint(tmp / f"bits{bits}", checkpoint)
             training = checkpoint.config["training"]
-            summary["runs"][str(bits)] = {"seconds": training["seconds"], "final_loss": training["loss_history"][-1]}
-            console.print(f"[green]trained[/] {bits} bits in {training['seconds']:.1f} s "
-                          f"(final loss {training['loss_history'][-1]:.4f})")
+            summary["runs"][str(bits)] = {
+                "seconds": training["seconds"],
+                "final_loss": training["loss_history"][-1],
+            }
+            console.print(
+                f"[green]trained[/] {bits} bits in {training['seconds']:.1f} s "
+                f"(final loss {training['loss_history'][-1]:.4f})"
+            )
         atomic_write_json(tmp / "train_summary.json", summary)
     console.print(f"checkpoints written to {args.out}")
     return 0

@@ -21,27 +21,50 @@ from crossforget.reproducibility import environment_stamp
 from crossforget.unlearning.methods import create_method, method_names
 
 # Flags that map onto method options of the same (or the paper's) name.
-OPTION_FLAGS = {"forget_samples": int, "alpha": float, "tau": float, "lam": float, "lam_max": float, "k": int,
-                "estimator": str, "epochs": int}
+OPTION_FLAGS = {
+    "forget_samples": int,
+    "alpha": float,
+    "tau": float,
+    "lam": float,
+    "lam_max": float,
+    "k": int,
+    "estimator": str,
+    "epochs": int,
+}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("unlearn", help="forget classes from a checkpoint with PPP, SSD or a baseline",
-                                 description="Run one unlearning method; the input checkpoint is never modified.")
-    parser.add_argument("--checkpoint", required=True, type=Path,
-                        help="a checkpoint folder or a folder of bits<B> checkpoints (all are processed)")
+    parser = commands.add_parser(
+        "unlearn",
+        help="forget classes from a checkpoint with PPP, SSD or a baseline",
+        description="Run one unlearning method; the input checkpoint is never modified.",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="a checkpoint folder or a folder of bits<B> checkpoints (all are processed)",
+    )
     parser.add_argument("--method", default="ppp", help="one of: " + ", ".join(method_names()))
     parser.add_argument("--forget", nargs="+", required=True, metavar="CLASS", help="classes to forget")
     parser.add_argument("--seed", type=int, default=0, help="seed of the forget/retain samples")
     parser.add_argument("--out", required=True, type=Path, help="output folder for the new checkpoint(s)")
-    parser.add_argument("--params", type=Path, default=None,
-                        help="JSON file of method options (e.g. best.json from `crossforget tune`)")
-    parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="any method option, repeatable")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="JSON file of method options (e.g. best.json from `crossforget tune`)",
+    )
+    parser.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="any method option, repeatable"
+    )
     for name, kind in OPTION_FLAGS.items():
         flag = "--" + name.replace("_", "-")
         aliases = [flag] + (["--lambda"] if name == "lam" else ["--lambda-max"] if name == "lam_max" else [])
         parser.add_argument(*aliases, dest=name, type=kind, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--evaluate", action="store_true", help="also evaluate the new model(s) and print mAP")
+    parser.add_argument(
+        "--evaluate", action="store_true", help="also evaluate the new model(s) and print mAP"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     add_device_options(parser)
     parser.set_defaults(handler=run)
@@ -76,8 +99,14 @@ def run(args: argparse.Namespace) -> int:
     method = create_method(args.method, **method_settings(args))
     settings = device_settings(args)
     dirs = checkpoint_dirs(args.checkpoint)
-    report = {"method": args.method, "forget": list(request.classes), "seed": args.seed,
-              "checkpoint": str(args.checkpoint), "runs": {}, "environment": environment_stamp()}
+    report = {
+        "method": args.method,
+        "forget": list(request.classes),
+        "seed": args.seed,
+        "checkpoint": str(args.checkpoint),
+        "runs": {},
+        "environment": environment_stamp(),
+    }
     loaded = None
     with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
         for directory in dirs:
@@ -88,8 +117,10 @@ def run(args: argparse.Namespace) -> int:
             target = tmp / directory.name if len(dirs) > 1 else tmp
             save_hashing_checkpoint(target, new)
             report["runs"][str(saved.bits)] = {"timings": result.timings, "diagnostics": result.diagnostics}
-            console.print(f"[green]{args.method}[/] {saved.bits} bits: {result.timings['total']:.2f} s "
-                          + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items() if k != "total"))
+            console.print(
+                f"[green]{args.method}[/] {saved.bits} bits: {result.timings['total']:.2f} s "
+                + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items() if k != "total")
+            )
         atomic_write_json(tmp / "unlearn.json", report)
     console.print(f"unlearned checkpoint(s) written to {args.out}")
     if args.evaluate:

@@ -16,7 +16,9 @@ def _scenes(num_items: int, image_size: int, seed: int) -> MultiModalData:
 
 def _require_root(name: str, root: str | None) -> str:
     if not root:
-        raise CrossforgetError(f"dataset {name} needs --data-root pointing at its folder (see docs/datasets.md)")
+        raise CrossforgetError(
+            f"dataset {name} needs --data-root pointing at its folder (see docs/datasets.md)"
+        )
     return root
 
 
@@ -29,13 +31,20 @@ def _coco(root: str | None, splits: tuple[str, ...], check_images: bool) -> Mult
     return load_coco(_require_root("coco", root), splits=splits, check_images=check_images)
 
 
-@register_dataset("mirflickr", {"root": None, "image_array": None, "tag_vocabulary": None, "check_images": True})
-def _mirflickr(root: str | None, image_array: str | None, tag_vocabulary: str | None,
-               check_images: bool) -> MultiModalData:
+@register_dataset(
+    "mirflickr", {"root": None, "image_array": None, "tag_vocabulary": None, "check_images": True}
+)
+def _mirflickr(
+    root: str | None, image_array: str | None, tag_vocabulary: str | None, check_images: bool
+) -> MultiModalData:
     from crossforget.data.mirflickr import load_mirflickr
 
-    return load_mirflickr(_require_root("mirflickr", root), image_array=image_array,
-                          tag_vocabulary=tag_vocabulary, check_images=check_images)
+    return load_mirflickr(
+        _require_root("mirflickr", root),
+        image_array=image_array,
+        tag_vocabulary=tag_vocabulary,
+        check_images=check_images,
+    )
 
 
 @register_dataset("nuswide", {"root": None, "num_concepts": 21, "check_images": True})

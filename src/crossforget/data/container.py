@@ -107,9 +107,8 @@ class MultiModalData:
         lookup = {c.lower(): i for i, c in enumerate(self.class_names)}
         key = name.strip().lower()
         if key not in lookup:
-            raise CrossforgetError(
-                f"unknown class {name!r} for dataset {self.name}; valid classes: {', '.join(self.class_names)}"
-            )
+            valid = ", ".join(self.class_names)
+            raise CrossforgetError(f"unknown class {name!r} for dataset {self.name}; valid classes: {valid}")
         return lookup[key]
 
     def require_images(self) -> ImageSource:

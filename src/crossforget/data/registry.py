@@ -53,7 +53,9 @@ def _import_builtin_loaders() -> None:
 def load_dataset(spec: DatasetSpec) -> tuple[MultiModalData, RetrievalSplit]:
     _import_builtin_loaders()
     if spec.name not in _LOADERS:
-        raise CrossforgetError(f"unknown dataset {spec.name!r}; valid datasets: {', '.join(sorted(_LOADERS))}")
+        raise CrossforgetError(
+            f"unknown dataset {spec.name!r}; valid datasets: {', '.join(sorted(_LOADERS))}"
+        )
     loader, defaults = _LOADERS[spec.name]
     unknown = set(spec.options) - set(defaults)
     if unknown:

@@ -19,8 +19,12 @@ class RetrievalSplit:
     seed: int
 
     def to_dict(self) -> dict:
-        return {"seed": self.seed, "num_query": int(self.query.size), "num_train": int(self.train.size),
-                "num_database": int(self.database.size)}
+        return {
+            "seed": self.seed,
+            "num_query": int(self.query.size),
+            "num_train": int(self.train.size),
+            "num_database": int(self.database.size),
+        }
 
 
 def make_split(num_items: int, num_query: int, num_train: int, seed: int) -> RetrievalSplit:

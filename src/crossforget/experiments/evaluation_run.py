@@ -21,17 +21,26 @@ def checkpoint_dirs(path: Path) -> list[Path]:
     """A checkpoint folder itself, or its ``bits*`` subfolders sorted by bit length."""
     if (path / CONFIG).is_file():
         return [path]
-    found = sorted((p for p in path.glob("bits*") if (p / CONFIG).is_file()),
-                   key=lambda p: int(p.name.removeprefix("bits")))
+    found = sorted(
+        (p for p in path.glob("bits*") if (p / CONFIG).is_file()),
+        key=lambda p: int(p.name.removeprefix("bits")),
+    )
     if not found:
-        raise CrossforgetError(f"{path} holds no checkpoint (config.json) nor bits<B>/ checkpoints; "
-                               "point --checkpoint at the output of `crossforget train`")
+        raise CrossforgetError(
+            f"{path} holds no checkpoint (config.json) nor bits<B>/ checkpoints; "
+            "point --checkpoint at the output of `crossforget train`"
+        )
     return found
 
 
-def evaluate_checkpoints(dirs: Sequence[Path], forget: Sequence[str], topk: int | None = None,
-                         device: torch.device | None = None, num_workers: int = 0,
-                         memory_budget: int = 4 << 30) -> dict:
+def evaluate_checkpoints(
+    dirs: Sequence[Path],
+    forget: Sequence[str],
+    topk: int | None = None,
+    device: torch.device | None = None,
+    num_workers: int = 0,
+    memory_budget: int = 4 << 30,
+) -> dict:
     """Each checkpoint on ``device``; the dataset and its batch store are shared while they match."""
     request = ForgetRequest(forget)
     records = []
@@ -41,21 +50,30 @@ def evaluate_checkpoints(dirs: Sequence[Path], forget: Sequence[str], topk: int 
         spec = saved.dataset_spec
         if loaded is None or loaded.spec != spec:
             data, split = load_dataset(spec)
-            loaded = LoadedData(spec, data, split, device=device, num_workers=num_workers,
-                                memory_budget=memory_budget)
+            loaded = LoadedData(
+                spec, data, split, device=device, num_workers=num_workers, memory_budget=memory_budget
+            )
         data, split = loaded.data, loaded.split
         store = loaded.store_for(saved.preprocessor, device)
         part = partition(data, split, request)
         for record in evaluate_model(saved.model, store, split, part, topk):
             records.append({"bits": saved.bits, **record})
-    return {"forget": list(request.classes), "topk": topk, "checkpoints": [str(d) for d in dirs],
-            "records": records, "environment": environment_stamp()}
+    return {
+        "forget": list(request.classes),
+        "topk": topk,
+        "checkpoints": [str(d) for d in dirs],
+        "records": records,
+        "environment": environment_stamp(),
+    }
 
 
 def evaluation_rows(results: dict) -> tuple[list[str], list[list]]:
     columns = ["setting"] + [METRICS[m] for m in METRICS] + [f"chance {METRICS[m]}" for m in METRICS]
     rows = []
     for r in results["records"]:
-        rows.append([f"{r['bits']}-{r['direction']}"] + [100 * r[m] for m in METRICS]
-                    + [100 * r["chance"][m] for m in METRICS])
+        rows.append(
+            [f"{r['bits']}-{r['direction']}"]
+            + [100 * r[m] for m in METRICS]
+            + [100 * r["chance"][m] for m in METRICS]
+        )
     return columns, rows

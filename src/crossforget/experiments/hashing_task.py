@@ -36,11 +36,20 @@ def _fixed_proxies(loss: DSPHLoss) -> DSPHLoss:
     return fixed
 
 
-def _fit(saved: HashingCheckpoint, store: BatchSource, model: nn.Module, indices: np.ndarray, epochs: int,
-         seed: int, fresh_loss: bool, lr_scale: float) -> ModelLoss:
+def _fit(
+    saved: HashingCheckpoint,
+    store: BatchSource,
+    model: nn.Module,
+    indices: np.ndarray,
+    epochs: int,
+    seed: int,
+    fresh_loss: bool,
+    lr_scale: float,
+) -> ModelLoss:
     recipe = TrainingRecipe.from_dict(saved.config["training"]["recipe"])
-    recipe = dataclasses.replace(recipe, epochs=epochs, encoder_lr=recipe.encoder_lr * lr_scale,
-                                 head_lr=recipe.head_lr * lr_scale)
+    recipe = dataclasses.replace(
+        recipe, epochs=epochs, encoder_lr=recipe.encoder_lr * lr_scale, head_lr=recipe.head_lr * lr_scale
+    )
     if fresh_loss:
         seed_everything(seed)
         loss = DSPHLoss(saved.loss.num_classes, saved.loss.bits, saved.loss.margin, saved.loss.alpha_reg)
@@ -69,7 +78,9 @@ def _reinit_names(saved: HashingCheckpoint, model: nn.Module) -> list[str]:
     return names
 
 
-def _prototypes(saved: HashingCheckpoint, store: BatchSource, train: np.ndarray, modality: str) -> torch.Tensor:
+def _prototypes(
+    saved: HashingCheckpoint, store: BatchSource, train: np.ndarray, modality: str
+) -> torch.Tensor:
     protos = saved.prototypes or compute_prototypes(saved.model, store, train)
     if modality == "both":
         return (protos["image"] + protos["text"]) / 2
@@ -105,16 +116,33 @@ class _RelabelledStore:
         return {**batch, "labels": self.labels[indices].to(batch["labels"].device)}
 
 
-def _fit_relabelled(saved: HashingCheckpoint, store: BatchSource, model: nn.Module, indices: np.ndarray,
-                    labels: torch.Tensor, epochs: int, seed: int, lr: float, batch_size: int) -> None:
+def _fit_relabelled(
+    saved: HashingCheckpoint,
+    store: BatchSource,
+    model: nn.Module,
+    indices: np.ndarray,
+    labels: torch.Tensor,
+    epochs: int,
+    seed: int,
+    lr: float,
+    batch_size: int,
+) -> None:
     """The training recipe at learning rate ``lr`` on ``indices`` labelled ``labels``; proxies stay fixed."""
     table = store.labels.clone()
     table[torch.as_tensor(indices, dtype=torch.long, device=table.device)] = labels.to(table)
     recipe = TrainingRecipe.from_dict(saved.config["training"]["recipe"])
     recipe = dataclasses.replace(recipe, epochs=epochs, batch_size=batch_size, encoder_lr=lr, head_lr=lr)
     loss = _fixed_proxies(saved.loss).to(module_device(model))
-    train_model(model, loss, _RelabelledStore(store, table), indices, recipe, seed, description="relabelled",
-                show_progress=False)
+    train_model(
+        model,
+        loss,
+        _RelabelledStore(store, table),
+        indices,
+        recipe,
+        seed,
+        description="relabelled",
+        show_progress=False,
+    )
 
 
 def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRequest) -> UnlearningTask:
@@ -144,22 +172,35 @@ def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRe
 def attach_full_fisher(saved: HashingCheckpoint, loaded: LoadedData) -> None:
     """Store the full-training-set Fisher (batch estimator) so SSD can skip that pass later."""
     store = store_for(saved, loaded)
-    fisher = diagonal_fisher(saved.model, _fixed_proxies(saved.loss),
-                             iterate_batches(store, loaded.split.train, STORED_FISHER_BATCH),
-                             estimator="batch", progress="full-data Fisher")
+    fisher = diagonal_fisher(
+        saved.model,
+        _fixed_proxies(saved.loss),
+        iterate_batches(store, loaded.split.train, STORED_FISHER_BATCH),
+        estimator="batch",
+        progress="full-data Fisher",
+    )
     saved.fisher = fisher
-    saved.config["stored_fisher"] = {"estimator": "batch", "batch_size": STORED_FISHER_BATCH,
-                                     "samples": int(loaded.split.train.size)}
+    saved.config["stored_fisher"] = {
+        "estimator": "batch",
+        "batch_size": STORED_FISHER_BATCH,
+        "samples": int(loaded.split.train.size),
+    }
 
 
-def run_method(method: UnlearningMethod, saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRequest,
-               seed: int) -> tuple[HashingCheckpoint, UnlearnResult]:
+def run_method(
+    method: UnlearningMethod, saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRequest, seed: int
+) -> tuple[HashingCheckpoint, UnlearnResult]:
     """Run a method and wrap its model as a new checkpoint whose config records the lineage."""
     task = hashing_task(saved, loaded, request)
     result = method.unlearn(saved.model, task, seed)
     config = copy.deepcopy(saved.config)
-    config["unlearning"] = {"method": method.name, "options": dataclasses.asdict(method.options),
-                            "forget": list(request.classes), "seed": seed, "timings": result.timings,
-                            "parent": saved.config.get("unlearning")}
+    config["unlearning"] = {
+        "method": method.name,
+        "options": dataclasses.asdict(method.options),
+        "forget": list(request.classes),
+        "seed": seed,
+        "timings": result.timings,
+        "parent": saved.config.get("unlearning"),
+    }
     new = HashingCheckpoint(result.model, saved.loss, saved.preprocessor, config, saved.prototypes, {})
     return new, result

@@ -18,10 +18,23 @@ from crossforget.models.persist import HashingCheckpoint, load_hashing_checkpoin
 from crossforget.training import TrainingRecipe
 
 
-def cache_key(loaded: LoadedData, bits: int, recipe: TrainingRecipe, seed: int, exclude: Sequence[str],
-              model_options: dict) -> str:
-    description = {"dataset": loaded.spec.to_dict(), "bits": bits, "recipe": recipe.to_dict(), "seed": seed,
-                   "exclude": sorted(exclude), "model": model_options, "version": __version__}
+def cache_key(
+    loaded: LoadedData,
+    bits: int,
+    recipe: TrainingRecipe,
+    seed: int,
+    exclude: Sequence[str],
+    model_options: dict,
+) -> str:
+    description = {
+        "dataset": loaded.spec.to_dict(),
+        "bits": bits,
+        "recipe": recipe.to_dict(),
+        "seed": seed,
+        "exclude": sorted(exclude),
+        "model": model_options,
+        "version": __version__,
+    }
     if model_options.get("features"):  # cached embeddings: a re-extracted file must not hit the old entry
         from crossforget.models.features import file_sha256
 
@@ -29,9 +42,16 @@ def cache_key(loaded: LoadedData, bits: int, recipe: TrainingRecipe, seed: int, 
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def trained_reference(cache_dir: Path, loaded: LoadedData, bits: int, recipe: TrainingRecipe, seed: int,
-                      exclude: Sequence[str] = (), model_options: dict | None = None,
-                      store_fisher: bool = False) -> tuple[HashingCheckpoint, bool]:
+def trained_reference(
+    cache_dir: Path,
+    loaded: LoadedData,
+    bits: int,
+    recipe: TrainingRecipe,
+    seed: int,
+    exclude: Sequence[str] = (),
+    model_options: dict | None = None,
+    store_fisher: bool = False,
+) -> tuple[HashingCheckpoint, bool]:
     """Load the checkpoint from the cache, or train and store it; returns (checkpoint, was_cached)."""
     options = model_options or {}
     kind = "retrain-" + "-".join(sorted(exclude)) if exclude else "original"

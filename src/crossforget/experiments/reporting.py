@@ -34,8 +34,9 @@ def csv_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return buffer.getvalue()
 
 
-def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]],
-                console: Console | None = None) -> None:
+def print_table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[object]], console: Console | None = None
+) -> None:
     table = Table(title=title, header_style="bold")
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i == 0 else "right")
@@ -47,8 +48,14 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
     console.print(table)
 
 
-def write_results(out_dir: Path, stem: str, payload: dict, columns: Sequence[str],
-                  rows: Sequence[Sequence[object]], title: str) -> dict[str, Path]:
+def write_results(
+    out_dir: Path,
+    stem: str,
+    payload: dict,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    title: str,
+) -> dict[str, Path]:
     """Write ``stem``.json / .csv / .md atomically; the Markdown file starts with the title."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{stem}.json", "csv": out_dir / f"{stem}.csv", "md": out_dir / f"{stem}.md"}

@@ -60,8 +60,9 @@ def training_indices(data: MultiModalData, split: RetrievalSplit, exclude: Seque
     return split.train[~carries_any(data.labels[split.train], classes)]
 
 
-def model_config(data: MultiModalData, split: RetrievalSplit, bits: int, options: dict,
-                 spec: DatasetSpec | None = None) -> dict:
+def model_config(
+    data: MultiModalData, split: RetrievalSplit, bits: int, options: dict, spec: DatasetSpec | None = None
+) -> dict:
     """The model config; CLIP reads its architecture and tokenizer from the local pretrained model, the
     clip-features backbone its dimension from the features file (checked against ``spec``)."""
     backbone = options.get("backbone", "small")
@@ -92,17 +93,24 @@ def initial_model(config: dict) -> tuple[CrossModalHasher, Inputs]:
     return model, inputs
 
 
-def compute_prototypes(model: torch.nn.Module, store: BatchSource,
-                       indices: np.ndarray) -> dict[str, torch.Tensor]:
+def compute_prototypes(
+    model: torch.nn.Module, store: BatchSource, indices: np.ndarray
+) -> dict[str, torch.Tensor]:
     """Eq. 2 prototypes of each modality from the trained model, stored with the checkpoint."""
     codes = encode(model, store, indices)
     labels = store.labels[torch.as_tensor(indices)]
     return {"image": class_prototypes(codes.image, labels), "text": class_prototypes(codes.text, labels)}
 
 
-def train_hashing(loaded: LoadedData, bits: int, recipe: TrainingRecipe, seed: int,
-                  exclude: Sequence[str] = (), model_options: dict | None = None,
-                  show_progress: bool = True) -> HashingCheckpoint:
+def train_hashing(
+    loaded: LoadedData,
+    bits: int,
+    recipe: TrainingRecipe,
+    seed: int,
+    exclude: Sequence[str] = (),
+    model_options: dict | None = None,
+    show_progress: bool = True,
+) -> HashingCheckpoint:
     """Train one bit length from scratch; returns the checkpoint object (not yet written)."""
     data, split = loaded.data, loaded.split
     config = model_config(data, split, bits, model_options or {}, loaded.spec)
@@ -123,14 +131,21 @@ def train_hashing(loaded: LoadedData, bits: int, recipe: TrainingRecipe, seed: i
         "model": config,
         "class_names": data.class_names,
         "dataset": loaded.spec.to_dict(),
-        "training": {"recipe": recipe.to_dict(), "seed": seed, "excluded_classes": list(exclude),
-                     "num_train_samples": int(len(indices)), "loss_history": history, "seconds": seconds},
+        "training": {
+            "recipe": recipe.to_dict(),
+            "seed": seed,
+            "excluded_classes": list(exclude),
+            "num_train_samples": int(len(indices)),
+            "loss_history": history,
+            "seconds": seconds,
+        },
         "environment": {**environment_stamp(), "device": str(module_device(model))},
     }
     return HashingCheckpoint(model, loss, preprocessor, run_config, prototypes)
 
 
-def load_data(spec: DatasetSpec, device: torch.device | None = None, num_workers: int = 0,
-              memory_budget: int = 4 << 30) -> LoadedData:
+def load_data(
+    spec: DatasetSpec, device: torch.device | None = None, num_workers: int = 0, memory_budget: int = 4 << 30
+) -> LoadedData:
     data, split = load_dataset(spec)
     return LoadedData(spec, data, split, device=device, num_workers=num_workers, memory_budget=memory_budget)

@@ -39,8 +39,9 @@ def dsph_margin(bits: int, num_classes: int) -> float:
     return table[key]
 
 
-def _proxy_terms(codes: torch.Tensor, proxies: torch.Tensor, labels: torch.Tensor, margin: float,
-                 reduction: Reduction) -> torch.Tensor:
+def _proxy_terms(
+    codes: torch.Tensor, proxies: torch.Tensor, labels: torch.Tensor, margin: float, reduction: Reduction
+) -> torch.Tensor:
     cos = F.normalize(codes, dim=1) @ F.normalize(proxies, dim=1).T
     positive = labels * (1.0 - cos)
     negative = (1.0 - labels) * F.relu(cos - margin)
@@ -53,8 +54,9 @@ def _proxy_terms(codes: torch.Tensor, proxies: torch.Tensor, labels: torch.Tenso
     return positive.sum() / ones + negative.sum() / zeros
 
 
-def _regulariser(image_codes: torch.Tensor, text_codes: torch.Tensor, labels: torch.Tensor, margin: float,
-                 weight: float) -> torch.Tensor:
+def _regulariser(
+    image_codes: torch.Tensor, text_codes: torch.Tensor, labels: torch.Tensor, margin: float, weight: float
+) -> torch.Tensor:
     multi = labels.sum(dim=1) > 1
     if int(multi.sum()) < 2:
         return image_codes.new_zeros(())
@@ -82,8 +84,13 @@ class DSPHLoss(nn.Module):
         self.proxies = nn.Parameter(torch.empty(num_classes, bits))
         nn.init.kaiming_normal_(self.proxies)
 
-    def from_codes(self, image_codes: torch.Tensor, text_codes: torch.Tensor, labels: torch.Tensor,
-                   reduction: Reduction = "mean") -> torch.Tensor:
+    def from_codes(
+        self,
+        image_codes: torch.Tensor,
+        text_codes: torch.Tensor,
+        labels: torch.Tensor,
+        reduction: Reduction = "mean",
+    ) -> torch.Tensor:
         """Per-sample losses (``none``) drop the regulariser: a batch of one sample has no pairs."""
         labels = labels.to(image_codes.dtype)
         loss = _proxy_terms(image_codes, self.proxies, labels, self.margin, reduction)

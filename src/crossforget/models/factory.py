@@ -35,8 +35,9 @@ def backbone_names() -> list[str]:
 def _small(config: dict) -> tuple[nn.Module, nn.Module, Preprocessor]:
     tokenizer = WordTokenizer.from_config(config["tokenizer"])
     image = SmallCNN(width=config.get("cnn_width", 32), out_dim=config.get("feature_dim", 256))
-    text = WordEmbeddingEncoder(len(tokenizer), embed_dim=config.get("embed_dim", 128),
-                                out_dim=config.get("feature_dim", 256))
+    text = WordEmbeddingEncoder(
+        len(tokenizer), embed_dim=config.get("embed_dim", 128), out_dim=config.get("feature_dim", 256)
+    )
     return image, text, WordPreprocessor(config["image_size"], tokenizer)
 
 

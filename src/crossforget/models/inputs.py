@@ -67,8 +67,13 @@ class CachedInputs(Protocol):
 Inputs = Preprocessor | CachedInputs
 
 
-def open_store(data: MultiModalData, inputs: Inputs, device: torch.device | None = None, num_workers: int = 0,
-               memory_budget: int = 4 << 30) -> BatchSource:
+def open_store(
+    data: MultiModalData,
+    inputs: Inputs,
+    device: torch.device | None = None,
+    num_workers: int = 0,
+    memory_budget: int = 4 << 30,
+) -> BatchSource:
     """The batch source a backbone reads: its own store for cached inputs, else a ``TensorStore``."""
     opener = getattr(inputs, "open_store", None)
     if callable(opener):
@@ -102,13 +107,21 @@ class WordPreprocessor:
         return ids, ids != 0
 
     def to_config(self) -> dict:
-        return {"image_size": self.image_size, "tokenizer": self.tokenizer.to_config(),
-                "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "image_size": self.image_size,
+            "tokenizer": self.tokenizer.to_config(),
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
     @classmethod
     def from_config(cls, config: dict) -> WordPreprocessor:
-        return cls(config["image_size"], WordTokenizer.from_config(config["tokenizer"]),
-                   tuple(config["mean"]), tuple(config["std"]))
+        return cls(
+            config["image_size"],
+            WordTokenizer.from_config(config["tokenizer"]),
+            tuple(config["mean"]),
+            tuple(config["std"]),
+        )
 
 
 class _DecodeAhead:
@@ -118,8 +131,13 @@ class _DecodeAhead:
     consumed strictly in the announced order, so batches do not depend on thread timing.
     """
 
-    def __init__(self, decode: Callable[[list[int]], np.ndarray], chunks: Sequence[torch.Tensor],
-                 workers: int, depth: int = 2) -> None:
+    def __init__(
+        self,
+        decode: Callable[[list[int]], np.ndarray],
+        chunks: Sequence[torch.Tensor],
+        workers: int,
+        depth: int = 2,
+    ) -> None:
         self.decode = decode
         self.workers = workers
         self.depth = depth
@@ -155,8 +173,14 @@ class TensorStore:
     that fits is decoded only in the first epoch.
     """
 
-    def __init__(self, data: MultiModalData, preprocessor: Preprocessor, memory_budget: int = 4 << 30,
-                 device: torch.device | None = None, num_workers: int = 0) -> None:
+    def __init__(
+        self,
+        data: MultiModalData,
+        preprocessor: Preprocessor,
+        memory_budget: int = 4 << 30,
+        device: torch.device | None = None,
+        num_workers: int = 0,
+    ) -> None:
         self.preprocessor = preprocessor
         self.device = device
         self.num_workers = num_workers
@@ -240,8 +264,12 @@ class TensorStore:
         """``caption`` picks one caption per item (training); None means the canonical first one."""
         if caption is None:
             caption = torch.zeros_like(indices)
-        raw = {"pixels": self._pixels(indices), "text_ids": self.text_ids[indices, caption],
-               "text_mask": self.text_mask[indices, caption], "labels": self.labels[indices]}
+        raw = {
+            "pixels": self._pixels(indices),
+            "text_ids": self.text_ids[indices, caption],
+            "text_mask": self.text_mask[indices, caption],
+            "labels": self.labels[indices],
+        }
         batch = to_device(raw, self.device)
         return {"images": self.preprocessor.images(batch.pop("pixels")), **batch}
 
@@ -264,9 +292,16 @@ def augment_images(images: torch.Tensor, generator: torch.Generator, max_shift: 
     return cropped.gather(3, cols)
 
 
-def iterate_batches(store: BatchSource, indices: np.ndarray | torch.Tensor, batch_size: int, *,
-                    shuffle: bool = False, generator: torch.Generator | None = None,
-                    random_caption: bool = False, augment: bool = False) -> Iterator[Batch]:
+def iterate_batches(
+    store: BatchSource,
+    indices: np.ndarray | torch.Tensor,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    random_caption: bool = False,
+    augment: bool = False,
+) -> Iterator[Batch]:
     """Mini-batches over ``indices``; training draws a random caption per item and may augment.
 
     The batches' indices are fixed before the first one is made, so a store that decodes lazily can

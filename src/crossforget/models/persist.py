@@ -61,13 +61,20 @@ def load_hashing_checkpoint(path: str | Path, device: torch.device | None = None
     try:
         model.load_state_dict(raw.model_state, strict=True)
     except RuntimeError as exc:
-        raise CrossforgetError(f"{Path(path) / 'weights.safetensors'} does not fit its config: {exc}") from exc
-    loss = DSPHLoss(len(raw.config["class_names"]), model.bits, margin=raw.config["loss"]["margin"],
-                    alpha_reg=raw.config["loss"]["alpha_reg"])
+        raise CrossforgetError(
+            f"{Path(path) / 'weights.safetensors'} does not fit its config: {exc}"
+        ) from exc
+    loss = DSPHLoss(
+        len(raw.config["class_names"]),
+        model.bits,
+        margin=raw.config["loss"]["margin"],
+        alpha_reg=raw.config["loss"]["alpha_reg"],
+    )
     loss.load_state_dict(raw.loss_state)
     if device is not None:
         model.to(device)
         loss.to(device)
     model.eval()
-    return HashingCheckpoint(model, loss, preprocessor, raw.config, raw.extras.get("prototypes", {}),
-                             raw.extras.get("fisher", {}))
+    return HashingCheckpoint(
+        model, loss, preprocessor, raw.config, raw.extras.get("prototypes", {}), raw.extras.get("fisher", {})
+    )

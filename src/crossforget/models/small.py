@@ -50,7 +50,10 @@ class WordEmbeddingEncoder(nn.Module):
         self.out_dim = out_dim
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.mlp = nn.Sequential(
-            nn.Linear(embed_dim, out_dim), nn.ReLU(inplace=True), nn.Linear(out_dim, out_dim), nn.ReLU(inplace=True)
+            nn.Linear(embed_dim, out_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(out_dim, out_dim),
+            nn.ReLU(inplace=True),
         )
 
     def forward(self, text_ids: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,9 @@ class PPP:
         in_neighbour = retain_labels[:, info.neighbours].any(axis=1)
         seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=3)
         forget = sample_indices(task.train_forget, o.forget_samples, int(seeds[0]), "forget")
-        neighbour = sample_indices(task.train_retain[in_neighbour], o.neighbour_samples, int(seeds[1]), "neighbour")
+        neighbour = sample_indices(
+            task.train_retain[in_neighbour], o.neighbour_samples, int(seeds[1]), "neighbour"
+        )
         if o.retain_set not in ("rest", "all"):
             raise CrossforgetError(f"retain_set must be 'rest' or 'all', got {o.retain_set!r}")
         pool = task.train_retain[~in_neighbour] if o.retain_set == "rest" else task.train_retain
@@ -84,16 +86,38 @@ class PPP:
         diagnostics = {
             "neighbours": [names[c] for c in info.neighbours],
             "neighbours_per_forget": {names[f]: [names[c] for c in cs] for f, cs in info.per_forget.items()},
-            "gamma": info.gamma, "mu_n": info.mu_n, "mu_rest": info.mu_rest,
-            "samples": {"forget": int(forget.size), "neighbour": int(neighbour.size), "retain": int(rest.size)},
-            "available": {"forget": int(task.train_forget.size), "neighbour": int(in_neighbour.sum()),
-                          "retain": int((~in_neighbour).sum())},
+            "gamma": info.gamma,
+            "mu_n": info.mu_n,
+            "mu_rest": info.mu_rest,
+            "samples": {
+                "forget": int(forget.size),
+                "neighbour": int(neighbour.size),
+                "retain": int(rest.size),
+            },
+            "available": {
+                "forget": int(task.train_forget.size),
+                "neighbour": int(in_neighbour.sum()),
+                "retain": int((~in_neighbour).sum()),
+            },
         }
         if forget_fisher_is_zero(fisher_f):
             return UnlearnResult(clone, timer.total(), diagnostics)
         with timer.stage("dampen"):
-            sizes = ppp_dampen(clone, fisher_f, fisher_n, fisher_r, alpha=o.alpha, tau=o.tau, lam=o.lam,
-                               lam_max=o.lam_max, gamma=info.gamma, eps=o.eps, core_sign=o.core_sign)
+            sizes = ppp_dampen(
+                clone,
+                fisher_f,
+                fisher_n,
+                fisher_r,
+                alpha=o.alpha,
+                tau=o.tau,
+                lam=o.lam,
+                lam_max=o.lam_max,
+                gamma=info.gamma,
+                eps=o.eps,
+                core_sign=o.core_sign,
+            )
         totals = {r: sum(s[r] for s in sizes.values()) for r in ("S", "B", "C")}
-        diagnostics.update(regions=totals, regions_per_tensor={k: v for k, v in sizes.items() if v["S"] < sum(v.values())})
+        diagnostics.update(
+            regions=totals, regions_per_tensor={k: v for k, v in sizes.items() if v["S"] < sum(v.values())}
+        )
         return UnlearnResult(clone, timer.total(), diagnostics)

@@ -33,8 +33,14 @@ class Retrain:
         timer = StageTimer()
         with timer.stage("train"):
             fresh = task.fresh_model(seed)
-            task.fit(fresh, task.train_retain, self.options.epochs or task.training_epochs, seed,
-                     fresh_loss=True, lr_scale=1.0)
+            task.fit(
+                fresh,
+                task.train_retain,
+                self.options.epochs or task.training_epochs,
+                seed,
+                fresh_loss=True,
+                lr_scale=1.0,
+            )
         return UnlearnResult(fresh, timer.total(), {"train_samples": int(task.train_retain.size)})
 
 
@@ -81,8 +87,17 @@ class Finetune:
         timer = StageTimer()
         with timer.stage("finetune"):
             clone = copy_model(model)
-            task.fit(clone, task.train_retain, self.options.epochs, seed, fresh_loss=False,
-                     lr_scale=self.options.lr_scale)
+            task.fit(
+                clone,
+                task.train_retain,
+                self.options.epochs,
+                seed,
+                fresh_loss=False,
+                lr_scale=self.options.lr_scale,
+            )
             clone.eval()
-        return UnlearnResult(clone, timer.total(), {"train_samples": int(task.train_retain.size),
-                                                     "epochs": self.options.epochs})
+        return UnlearnResult(
+            clone,
+            timer.total(),
+            {"train_samples": int(task.train_retain.size), "epochs": self.options.epochs},
+        )

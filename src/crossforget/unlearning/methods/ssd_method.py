@@ -49,15 +49,24 @@ class SSD:
             fisher_f = fisher_over(clone, task, forget, o.estimator, o.batch_size, "D_f")
         stored = o.use_stored_fisher and task.stored_fisher is not None
         with timer.stage("fisher_full"):
-            fisher_d = (task.stored_fisher if stored
-                        else fisher_over(clone, task, task.train_all, o.estimator, o.batch_size, "D"))
-        diagnostics = {"forget_samples": int(forget.size), "full_fisher": "stored" if stored else "computed",
-                       "full_samples": int(task.train_all.size)}
+            fisher_d = (
+                task.stored_fisher
+                if stored
+                else fisher_over(clone, task, task.train_all, o.estimator, o.batch_size, "D")
+            )
+        diagnostics = {
+            "forget_samples": int(forget.size),
+            "full_fisher": "stored" if stored else "computed",
+            "full_samples": int(task.train_all.size),
+        }
         if forget_fisher_is_zero(fisher_f):
             return UnlearnResult(clone, timer.total(), {**diagnostics, "selected": 0})
         with timer.stage("dampen"):
             selected = ssd_dampen(clone, fisher_f, fisher_d, alpha=o.alpha, lam=o.lam)
         total = sum(p.numel() for p in clone.parameters())
-        diagnostics.update(selected=int(sum(selected.values())), parameters=total,
-                           selected_per_tensor={k: v for k, v in selected.items() if v})
+        diagnostics.update(
+            selected=int(sum(selected.values())),
+            parameters=total,
+            selected_per_tensor={k: v for k, v in selected.items() if v},
+        )
         return UnlearnResult(clone, timer.total(), diagnostics)
