@@ -22,7 +22,8 @@ def format_cell(value: object, digits: int = 2) -> str:
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(format_cell(v) for v in row) + " |" for row in rows]
+    # a literal "|" (as in the |Δ| row) would split the cell: escape it
+    lines += ["| " + " | ".join(format_cell(v).replace("|", "\\|") for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
