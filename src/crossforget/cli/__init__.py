@@ -19,14 +19,28 @@ from collections.abc import Sequence
 from crossforget import __version__  # noqa: E402
 from crossforget.errors import CrossforgetError  # noqa: E402
 
-COMMAND_MODULES = ("data", "train", "evaluate", "unlearn", "demo", "features", "table1")
+COMMAND_MODULES = (
+    "data",
+    "train",
+    "evaluate",
+    "unlearn",
+    "demo",
+    "features",
+    "table1",
+    "tune",
+    "sweep",
+    "plot",
+    "report",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="crossforget", description="Selective class unlearning for "
-                                     "cross-modal hashing retrieval (PPP, SSD and baselines).")
+    parser = argparse.ArgumentParser(
+        prog="crossforget",
+        description="Selective class unlearning for cross-modal hashing retrieval (PPP, SSD and baselines).",
+    )
     parser.add_argument("--version", action="version", version=f"crossforget {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:

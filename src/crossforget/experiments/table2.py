@@ -45,6 +45,7 @@ LABELS = {
     "amnesiac": "Amnesiac*",
 }
 PRIMARY_FORGET = "forget_label"
+SMALL_IMAGE_SIZE = 48  # what model_config sets for the small backbone when no image_size is given
 
 
 @dataclass
@@ -88,24 +89,22 @@ class ReferenceRecipe:
 def reference_model_options(model: dict) -> dict:
     """Model options that rebuild ``model`` through ``model_config`` (checkpoints keep only the config).
 
-    Small backbone: every architecture field (the tokenizer is rebuilt from the same training captions);
-    CLIP: the pretrained source and the options it takes; clip-features: the features file.
+    Only values that differ from the backbone's defaults are kept, so a checkpoint trained with default
+    options finds the Retrain that ``demo`` cached. The small backbone's tokenizer is rebuilt from the
+    same training captions; CLIP keeps its pretrained source; clip-features its features file.
     """
     backbone = model.get("backbone", "small")
     if backbone == "clip":
-        return {
-            "backbone": "clip",
-            "clip_model": model["clip_model"],
-            "dropout": model["dropout"],
-            "max_text_length": model["max_text_length"],
-        }
+        from crossforget.models.clip import DEFAULT_CLIP_MODEL, MAX_TEXT_LENGTH
+
+        defaults = {"clip_model": DEFAULT_CLIP_MODEL, "dropout": 0.2, "max_text_length": MAX_TEXT_LENGTH}
+        fields = {k: model[k] for k in defaults}
+        return {"backbone": "clip", **{k: v for k, v in fields.items() if v != defaults[k]}}
     if backbone == "clip-features":
-        return {
-            "backbone": "clip-features",
-            "features": model["features"]["path"],
-            "dropout": model["dropout"],
-        }
-    return {k: model[k] for k in (*DEFAULT_MODEL, "image_size") if k in model}
+        dropout = {} if model["dropout"] == 0.2 else {"dropout": model["dropout"]}
+        return {"backbone": "clip-features", "features": model["features"]["path"], **dropout}
+    defaults = {**DEFAULT_MODEL, "image_size": SMALL_IMAGE_SIZE}
+    return {k: v for k, v in model.items() if k not in ("bits", "tokenizer") and defaults.get(k) != v}
 
 
 def run_column(
@@ -153,8 +152,16 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
     reference = ReferenceRecipe(cache_dir, config.recipe, config.training_seed, config.model_options)
     results: dict = {"per_seed": {}, "timings": {}, "diagnostics": {}}
     for bits in config.bits:
+        # SSD's full-training-set Fisher does not depend on the seed: compute it once per model.
         original, cached = trained_reference(
-            cache_dir, loaded, bits, config.recipe, config.training_seed, (), config.model_options
+            cache_dir,
+            loaded,
+            bits,
+            config.recipe,
+            config.training_seed,
+            (),
+            config.model_options,
+            store_fisher="ssd" in config.methods,
         )
         console.print(f"{bits} bits: Original {'from cache' if cached else 'trained'}")
         store = store_for(original, loaded)

@@ -1,0 +1,38 @@
+"""``crossforget report``: one Markdown and HTML report from result folders."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from crossforget.experiments.report import build_report, find_results, write_report
+from crossforget.io import atomic_directory, prepare_output_dir
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="gather result folders into report.md and a static report.html",
+        description="Finds results.json (demo, table1, sweeps), best.json (tune) and density-plot JSON under "
+        "the folders and writes report.md, report.html and figures/ (no external assets).",
+    )
+    parser.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="folders searched recursively")
+    parser.add_argument("--out", type=Path, default=Path("report"), help="report folder (default report/)")
+    parser.add_argument("--title", default="crossforget results", help="report title")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty report folder")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    prepare_output_dir(args.out, args.overwrite)
+    found = find_results(args.folders, exclude=args.out)
+    blocks, images = build_report(found, args.title)
+    with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
+        write_report(tmp, blocks, images, args.title)
+    Console(stderr=True).print(
+        f"{len(found)} result(s), {len(images)} figure(s): {args.out / 'report.md'}, "
+        f"{args.out / 'report.html'}"
+    )
+    return 0

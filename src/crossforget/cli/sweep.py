@@ -1,0 +1,139 @@
+"""``crossforget sweep classes|samples``: the paper's Figs. 3 and 4 on a trained checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from crossforget.cli.common import add_device_options, device_settings
+from crossforget.cli.table1 import method_options_from_args
+from crossforget.cli.unlearn import read_params
+from crossforget.experiments.sweeps import (
+    PAPER_CLASS_SETS,
+    PAPER_SAMPLE_SIZES,
+    REFERENCES,
+    SUBSTITUTES,
+    SweepConfig,
+    class_points,
+    class_sets,
+    open_checkpoints,
+    parse_class_set,
+    run_sweep,
+    sample_points,
+    write_sweep,
+)
+from crossforget.io import atomic_directory, prepare_output_dir
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "sweep",
+        help="multi-class forgetting (Fig. 3) or forget sample sizes (Fig. 4)",
+        description="Run PPP (and SSD) over several forget settings, with Original and "
+        "Retrain as ground truths; mean mAP with 95% confidence intervals over seeds.",
+    )
+    kinds = parser.add_subparsers(dest="sweep", metavar="SWEEP", required=True)
+    paper = " ".join('"' + ",".join(s) + '"' for s in PAPER_CLASS_SETS)
+    stand_ins = ", ".join(f"{k} -> {' or '.join(v)}" for k, v in SUBSTITUTES.items())
+    classes = kinds.add_parser(
+        "classes",
+        help="forget growing sets of classes (Fig. 3)",
+        description=f"Default sets (the paper's): {paper}; a class the data lacks is replaced ({stand_ins}).",
+    )
+    classes.add_argument(
+        "--sets",
+        nargs="+",
+        default=None,
+        metavar="A,B,...",
+        help="comma-separated class sets, one per point (default: the paper's four)",
+    )
+    _common(classes, "classes")
+    samples = kinds.add_parser(
+        "samples",
+        help="vary the forget sample size (Fig. 4)",
+        description="Forget one request with several forget sample sizes.",
+    )
+    samples.add_argument(
+        "--forget", nargs="+", default=["dog"], metavar="CLASS", help="classes to forget (dog)"
+    )
+    samples.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=list(PAPER_SAMPLE_SIZES),
+        help="forget sample sizes (default 20 40 60 80 100)",
+    )
+    _common(samples, "samples")
+
+
+def _common(parser: argparse.ArgumentParser, kind: str) -> None:
+    parser.add_argument(
+        "--checkpoint", required=True, type=Path, help="Original checkpoint folder (bits<B>/)"
+    )
+    parser.add_argument(
+        "--methods", nargs="+", default=["ppp"], help="sampled methods (default ppp; e.g. ppp ssd)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the methods (0 1 2)"
+    )
+    parser.add_argument("--bits", type=int, nargs="+", default=None, help="only these bit lengths")
+    parser.add_argument(
+        "--no-retrain",
+        action="store_true",
+        help="skip the Retrain ground truth (no training; no |Delta| D_f)",
+    )
+    parser.add_argument("--ppp-params", type=Path, default=None, help="JSON of PPP options (e.g. from tune)")
+    parser.add_argument("--ssd-params", type=Path, default=None, help="JSON of SSD options (e.g. from tune)")
+    parser.add_argument(
+        "--method-option",
+        action="append",
+        metavar="METHOD.KEY=VALUE",
+        help="method option, repeatable, e.g. ppp.k=3",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=Path("runs/cache"), help="cache of trained Retrain models"
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs") / f"sweep-{kind}", help="results folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
+    add_device_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, dict]:
+    options: dict[str, dict] = {}
+    for method, path in (("ppp", args.ppp_params), ("ssd", args.ssd_params)):
+        if path is not None:
+            options[method] = read_params(path, method)
+    for method, values in method_options_from_args(args.method_option).items():
+        options.setdefault(method, {}).update(values)
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    prepare_output_dir(args.out, args.overwrite)
+    if args.sweep == "classes" and args.sets is not None:
+        for position, text in enumerate(args.sets, 1):
+            parse_class_set(text, position)  # empty sets fail before anything is loaded
+    references = [r for r in REFERENCES if not (args.no_retrain and r == "retrain")]
+    config = SweepConfig(
+        methods=args.methods, seeds=args.seeds, references=references, method_options=_method_options(args)
+    )
+    config.check()
+    checkpoints = open_checkpoints(
+        args.checkpoint, args.bits, args.cache, **device_settings(args), full_fisher="ssd" in args.methods
+    )
+    if args.sweep == "classes":
+        points = class_points(class_sets(args.sets, checkpoints.class_names))
+    else:
+        points = sample_points(args.sizes, args.forget, checkpoints, args.methods)
+    results = run_sweep(args.sweep, points, checkpoints, config, console)
+    with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
+        write_sweep(tmp, results)
+    console.print(
+        f"{args.sweep} sweep: {results['seconds']:.0f} s; written to {args.out} "
+        "(results.json, .csv, .md, results_detail.csv, .md, results.png)"
+    )
+    return 0

@@ -1,0 +1,185 @@
+"""``crossforget tune``: Optuna search of PPP or SSD hyperparameters on a validation split."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from crossforget.cli.common import add_device_options, device_settings, parse_options
+from crossforget.data.forget import ForgetRequest
+from crossforget.errors import CrossforgetError
+from crossforget.experiments.sweeps import open_checkpoints
+from crossforget.experiments.tuning import (
+    SEARCH_SPACES,
+    Dimension,
+    ValidationObjective,
+    best_payload,
+    k_upper_bound,
+    open_storage,
+    run_study,
+    search_space,
+    setup_description,
+    study_name_for,
+    write_tuning,
+)
+from crossforget.experiments.validation import DEFAULT_SIZE, validation_split
+from crossforget.io import atomic_directory, prepare_output_dir
+from crossforget.unlearning.methods import create_method
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    spaces = "; ".join(
+        f"{m}: " + ", ".join(f"{k} {d.kind} [{d.low:g}, {d.high:g}]" for k, d in space.items())
+        for m, space in SEARCH_SPACES.items()
+    )
+    parser = commands.add_parser(
+        "tune",
+        help="search PPP or SSD hyperparameters with Optuna (TPE) on a validation split",
+        description="Minimise |Delta| D_f (to Retrain) + |Delta| D_r (to Original) on held-out database "
+        f"items (never the query set). Search spaces: {spaces}. Resumable; workers may share --storage.",
+    )
+    parser.add_argument("--method", required=True, choices=sorted(SEARCH_SPACES))
+    parser.add_argument(
+        "--checkpoint", required=True, type=Path, help="Original checkpoint folder (bits<B>/)"
+    )
+    parser.add_argument(
+        "--forget", nargs="+", default=["dog"], metavar="CLASS", help="classes to forget (dog)"
+    )
+    parser.add_argument("--trials", type=int, default=50, help="finished trials the study should hold (50)")
+    parser.add_argument(
+        "--storage",
+        default="sqlite:///runs/optuna.db",
+        help="Optuna storage URL shared by resumed runs and workers (default sqlite:///runs/optuna.db)",
+    )
+    parser.add_argument(
+        "--study",
+        default=None,
+        help="study name (default: method, classes and a digest of "
+        "the setup, so the same command resumes the same study)",
+    )
+    parser.add_argument("--bits", type=int, nargs="+", default=None, help="only these bit lengths")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the method per trial (0)")
+    parser.add_argument(
+        "--validation-size",
+        type=int,
+        default=DEFAULT_SIZE,
+        help=f"held-out database items used as validation queries ({DEFAULT_SIZE})",
+    )
+    parser.add_argument("--validation-seed", type=int, default=0)
+    parser.add_argument(
+        "--fix", action="append", metavar="KEY=VALUE", help="hold a tuned option fixed, e.g. k=3"
+    )
+    parser.add_argument(
+        "--range",
+        action="append",
+        dest="ranges",
+        metavar="KEY=LOW:HIGH",
+        help="replace a search range, e.g. alpha=5:500 (log ranges stay log)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="method option kept for every trial (not tuned), e.g. forget_samples=80",
+    )
+    parser.add_argument(
+        "--sampler-seed", type=int, default=0, help="TPE seed (give each parallel worker its own)"
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=Path("runs/cache"), help="cache of trained Retrain models"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default runs/tune-STUDY)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
+    add_device_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
+    """``KEY=LOW:HIGH`` pairs."""
+    ranges = {}
+    for pair in pairs or []:
+        key, _, bounds = pair.partition("=")
+        low, sep, high = bounds.partition(":")
+        try:
+            if not key or not sep:
+                raise ValueError
+            ranges[key.strip()] = (float(low), float(high))
+        except ValueError:
+            raise CrossforgetError(
+                f"--range {pair!r} is not KEY=LOW:HIGH (e.g. --range alpha=5:500)"
+            ) from None
+    return ranges
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    storage = open_storage(args.storage)
+    fixed, base = parse_options(args.fix), parse_options(args.option)
+    space = search_space(args.method, fixed, parse_ranges(args.ranges))
+    overlap = sorted(set(base) & set(SEARCH_SPACES[args.method]))
+    if overlap:
+        raise CrossforgetError(f"{overlap} are tuned options; hold them with --fix, not --option")
+    create_method(args.method, **base, **fixed)  # unknown options fail here, before any work
+    if args.out is not None:
+        prepare_output_dir(args.out, args.overwrite)
+    settings = device_settings(args)
+    checkpoints = open_checkpoints(
+        args.checkpoint, args.bits, args.cache, **settings, full_fisher=args.method == "ssd"
+    )
+    ForgetRequest(args.forget).indices(checkpoints.class_names)
+    if "k" in space:
+        bound = k_upper_bound(checkpoints, args.forget)
+        if bound is not None and bound < space["k"].high:
+            if bound <= space["k"].low:
+                raise CrossforgetError(
+                    f"the data leaves room for k <= {bound} only; pass --fix k={max(1, bound)}"
+                )
+            space["k"] = Dimension("int", space["k"].low, bound)
+    setup = setup_description(
+        args.method,
+        checkpoints,
+        args.forget,
+        args.seeds,
+        args.validation_size,
+        args.validation_seed,
+        base,
+        fixed,
+        space,
+    )
+    name = args.study or study_name_for(setup)
+    out = args.out or Path("runs") / f"tune-{name}"
+    prepare_output_dir(out, args.overwrite)
+    validation = validation_split(checkpoints.loaded.split, args.validation_size, args.validation_seed)
+    console.print(
+        f"study {name}: {args.method} forgetting {', '.join(args.forget)} on {checkpoints.bits} bits, "
+        f"{validation.query.size} validation queries, {args.trials} trials"
+    )
+    objective = ValidationObjective(
+        args.method, checkpoints, args.forget, validation, args.seeds, base, console
+    )
+    study = run_study(
+        objective,
+        objective.num_steps,
+        space,
+        fixed,
+        storage=storage,
+        study_name=name,
+        trials=args.trials,
+        setup=setup,
+        sampler_seed=args.sampler_seed,
+        console=console,
+    )
+    payload = best_payload(study, args.method, fixed, base, args.storage, setup)
+    with atomic_directory(out, overwrite=args.overwrite) as tmp:
+        write_tuning(tmp, study, payload)
+    shown = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in payload["params"].items()
+    )
+    console.print(f"best objective {payload['objective']:.3f} (trial {payload['best_trial']}): {shown}")
+    console.print(
+        f"written to {out}; use it with: crossforget unlearn --method {args.method} "
+        f"--params {out / 'best.json'} ..."
+    )
+    return 0

@@ -1,0 +1,388 @@
+"""The paper's Fig. 3 (forgetting more and more classes) and Fig. 4 (forget sample sizes) on a checkpoint.
+
+A sweep is a list of points; each point is a forget request plus method options for that point.
+At every point and bit length the sampled methods run once per seed; Original and Retrain (the
+ground truths) are deterministic, run once per forget request and are shared by the points that
+use the same request. Scores come from the query set, exactly as in Table 2, through the same
+per-column code (``table2.run_column``). Aggregates over seeds carry mean, std and the 95% Student-t
+interval; ``per_seed`` keeps every value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from crossforget.data.forget import ForgetRequest, partition
+from crossforget.errors import CrossforgetError
+from crossforget.evaluation import DIRECTIONS
+from crossforget.experiments.evaluation_run import checkpoint_dirs
+from crossforget.experiments.hashing_task import attach_full_fisher, store_for
+from crossforget.experiments.reporting import csv_table, markdown_table
+from crossforget.experiments.table2 import (
+    LABELS,
+    PRIMARY_FORGET,
+    ReferenceRecipe,
+    column_scores,
+    deltas,
+    run_column,
+    seed_summary,
+    summarise,
+)
+from crossforget.experiments.training_run import LoadedData, load_data
+from crossforget.io import atomic_write_json, atomic_write_text
+from crossforget.models.persist import HashingCheckpoint, load_hashing_checkpoint
+from crossforget.reproducibility import environment_stamp
+from crossforget.unlearning.methods import method_names, method_options
+
+# Fig. 3 on COCO: (i) dog, (ii) + boat, (iii) (ii) + orange, vase, (iv) (ii) + airplane, bench, pizza, bed.
+PAPER_CLASS_SETS = (
+    ("dog",),
+    ("dog", "boat"),
+    ("dog", "boat", "orange", "vase"),
+    ("dog", "boat", "airplane", "bench", "pizza", "bed"),
+)
+# A paper class the data lacks is replaced by the first stand-in it has: the built-in scenes data drops
+# COCO's "bench" (no emoji), and "chair" is the closest furniture class it keeps.
+SUBSTITUTES = {"bench": ("chair",)}
+PAPER_SAMPLE_SIZES = (20, 40, 60, 80, 100)
+REFERENCES = ("original", "retrain")
+METRICS = {PRIMARY_FORGET: "D_f mAP (forget label)", "retain": "D_r mAP"}
+ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One x position: the forget request and the method options it sets (e.g. the forget sample size)."""
+
+    label: str
+    forget: tuple[str, ...]
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class SweepConfig:
+    """``references``: ground-truth columns (Retrain trains once per forget request, then is cached)."""
+
+    methods: Sequence[str] = ("ppp",)
+    seeds: Sequence[int] = (0, 1, 2)
+    references: Sequence[str] = REFERENCES
+    method_options: dict[str, dict] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if not self.methods:
+            raise CrossforgetError("give at least one method (--methods ppp)")
+        if not self.seeds:
+            raise CrossforgetError("give at least one seed (--seeds 0 1 2)")
+        known = set(method_names())
+        wrong = [m for m in self.methods if m not in known or m in REFERENCES]
+        if wrong:
+            raise CrossforgetError(f"cannot sweep method(s) {wrong}; choose from {', '.join(sorted(known))}")
+        unknown_refs = [r for r in self.references if r not in REFERENCES]
+        if unknown_refs:
+            raise CrossforgetError(
+                f"unknown reference(s) {unknown_refs}; choose from {', '.join(REFERENCES)}"
+            )
+
+
+@dataclass
+class OriginalCheckpoints:
+    """The Original checkpoints of one folder (one per bit length), their data and how to retrain them."""
+
+    saved: list[HashingCheckpoint]
+    references: list[ReferenceRecipe]
+    loaded: LoadedData
+    path: Path
+
+    @property
+    def bits(self) -> list[int]:
+        return [s.bits for s in self.saved]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.loaded.data.class_names)
+
+
+def open_checkpoints(
+    path: Path,
+    bits: Sequence[int] | None,
+    cache_dir: Path,
+    device: torch.device | None = None,
+    num_workers: int = 0,
+    memory_budget: int = 4 << 30,
+    full_fisher: bool = False,
+) -> OriginalCheckpoints:
+    """Load the Original checkpoints of ``path`` (only ``bits`` when given) and their dataset once.
+
+    ``full_fisher``: compute SSD's full-training-set Fisher once per checkpoint (in memory) unless it was
+    stored at training, rather than once per seed or trial.
+    """
+    dirs = checkpoint_dirs(path)
+    saved = [load_hashing_checkpoint(d, device) for d in dirs]
+    if bits:
+        available = [s.bits for s in saved]
+        missing = sorted(set(bits) - set(available))
+        if missing:
+            raise CrossforgetError(
+                f"{path} has no checkpoint for {missing} bits; it holds {available} (drop or change --bits)"
+            )
+        saved = [s for s in saved if s.bits in set(bits)]
+    if any(s.dataset_spec != saved[0].dataset_spec for s in saved):
+        raise CrossforgetError(
+            f"the checkpoints in {path} were trained on different data; give one folder per run"
+        )
+    references = [ReferenceRecipe.of_checkpoint(s, cache_dir) for s in saved]
+    loaded = load_data(saved[0].dataset_spec, device, num_workers, memory_budget)
+    if full_fisher:
+        for checkpoint in saved:
+            if not checkpoint.fisher:
+                attach_full_fisher(checkpoint, loaded)
+    return OriginalCheckpoints(saved, references, loaded, path)
+
+
+def parse_class_set(text: str, position: int) -> tuple[str, ...]:
+    """``"dog,boat"`` -> ("dog", "boat"); an empty set is an error naming its position."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise CrossforgetError(
+            f"class set {position} ({text!r}) names no class; give comma-separated names, "
+            "e.g. --sets dog dog,boat"
+        )
+    return names
+
+
+def class_sets(sets: Sequence[str] | None, class_names: Sequence[str]) -> list[tuple[str, ...]]:
+    """The user's sets, or the paper's with stand-ins for classes the data lacks; all names checked."""
+    if sets is not None:
+        if not sets:
+            raise CrossforgetError("--sets needs at least one class set, e.g. --sets dog dog,boat")
+        chosen = [parse_class_set(text, i + 1) for i, text in enumerate(sets)]
+    else:
+        lookup = {c.lower() for c in class_names}
+        chosen = [
+            tuple(dict.fromkeys(_stand_in(name, lookup) for name in paper_set))
+            for paper_set in PAPER_CLASS_SETS
+        ]
+    for names in chosen:
+        try:
+            ForgetRequest(names).indices(class_names)  # unknown names: an error listing the valid ones
+        except CrossforgetError as exc:
+            if sets is not None:
+                raise
+            raise CrossforgetError(f"{exc} (the paper's sets do not fit this dataset; give --sets)") from None
+    return chosen
+
+
+def _stand_in(name: str, available: set[str]) -> str:
+    if name in available:
+        return name
+    return next((s for s in SUBSTITUTES.get(name, ()) if s in available), name)
+
+
+def class_points(sets: Sequence[tuple[str, ...]]) -> list[SweepPoint]:
+    """(i), (ii), ... in the given order."""
+    return [SweepPoint(f"({_roman(i)})", tuple(names)) for i, names in enumerate(sets)]
+
+
+def _roman(index: int) -> str:
+    return ROMAN[index] if index < len(ROMAN) else str(index + 1)
+
+
+def sample_points(
+    sizes: Sequence[int], forget: Sequence[str], checkpoints: OriginalCheckpoints, methods: Sequence[str]
+) -> list[SweepPoint]:
+    """One point per forget sample size; every size must fit in D_f and every method must take a size."""
+    if not sizes:
+        raise CrossforgetError("--sizes needs at least one forget sample size, e.g. --sizes 20 40 60 80 100")
+    if len(set(sizes)) != len(sizes):
+        raise CrossforgetError(f"--sizes lists a size twice ({' '.join(map(str, sizes))}); give each once")
+    request = ForgetRequest(forget)
+    available = partition(checkpoints.loaded.data, checkpoints.loaded.split, request).train_forget.size
+    for size in sizes:
+        if size < 1:
+            raise CrossforgetError(f"forget sample sizes must be >= 1, got {size}")
+        if size > available:
+            raise CrossforgetError(
+                f"forget sample size {size} is larger than D_f ({available} training samples carry "
+                f"{', '.join(request.classes)}); choose sizes up to {available}"
+            )
+    for method in methods:
+        if "forget_samples" not in {f.name for f in dataclasses.fields(method_options(method))}:
+            raise CrossforgetError(f"method {method} takes no forget sample size; sweep ppp or ssd")
+    return [SweepPoint(str(size), request.classes, {"forget_samples": int(size)}) for size in sizes]
+
+
+def run_sweep(
+    kind: str,
+    points: Sequence[SweepPoint],
+    checkpoints: OriginalCheckpoints,
+    config: SweepConfig,
+    console: Console,
+) -> dict:
+    """Every score of every point, method, bit length and seed, then the summaries over seeds."""
+    config.check()
+    if not points:
+        raise CrossforgetError("the sweep has no points")
+    loaded = checkpoints.loaded
+    requests = {p.label: ForgetRequest(p.forget) for p in points}
+    parts = {label: partition(loaded.data, loaded.split, r) for label, r in requests.items()}
+    results: dict = {"sweep": kind, "per_seed": {}, "timings": {}, "diagnostics": {}}
+    shared: dict[tuple, tuple[dict, dict, dict]] = {}  # reference runs, reused across points
+    started_all = time.perf_counter()
+    for number, point in enumerate(points, 1):
+        request, part = requests[point.label], parts[point.label]
+        console.print(
+            f"[bold]{kind} {number}/{len(points)}[/] {point.label}: forget {', '.join(request.classes)}"
+        )
+        for saved, reference in zip(checkpoints.saved, checkpoints.references, strict=True):
+            store = store_for(saved, loaded)
+            for method in (*config.references, *config.methods):
+                is_reference = method in REFERENCES
+                seeds = [reference.seed] if is_reference else list(config.seeds)
+                options = {**config.method_options.get(method, {}), **point.options}
+                for seed in seeds:
+                    key = (request.classes, method, saved.bits)
+                    started = time.perf_counter()
+                    if is_reference and key in shared:
+                        scores, timing, diag = shared[key]
+                    else:
+                        model, timing, diag = run_column(
+                            method, seed, saved, loaded, request, reference, options
+                        )
+                        scores = column_scores(model, store, loaded.split, part)
+                        if is_reference:
+                            shared[key] = (scores, timing, diag)
+                    for name, value in (("per_seed", scores), ("timings", timing), ("diagnostics", diag)):
+                        by_bits = results[name].setdefault(point.label, {}).setdefault(method, {})
+                        by_bits.setdefault(str(saved.bits), {})[str(seed)] = value
+                    console.print(
+                        f"  {saved.bits} bits {LABELS.get(method, method)} seed {seed}: D_f "
+                        + "/".join(f"{100 * scores[d][PRIMARY_FORGET]:.1f}" for d in DIRECTIONS)
+                        + " D_r "
+                        + "/".join(f"{100 * scores[d]['retain']:.1f}" for d in DIRECTIONS)
+                        + f" ({time.perf_counter() - started:.1f} s)"
+                    )
+    results["points"] = [
+        {"label": p.label, "forget": list(requests[p.label].classes), "options": p.options} for p in points
+    ]
+    results["partitions"] = {label: part.summary(loaded.data.class_names) for label, part in parts.items()}
+    results["summary"] = {label: summarise(by_method) for label, by_method in results["per_seed"].items()}
+    results["overall"] = {label: overall(by_method) for label, by_method in results["per_seed"].items()}
+    results["delta"] = {label: deltas(summary) for label, summary in results["summary"].items()}
+    results["config"] = {
+        "checkpoint": str(checkpoints.path),
+        "bits": checkpoints.bits,
+        "methods": list(config.methods),
+        "references": list(config.references),
+        "seeds": list(config.seeds),
+        "method_options": config.method_options,
+        "dataset": loaded.spec.to_dict(),
+        "primary_forget_metric": PRIMARY_FORGET,
+        "confidence": 0.95,
+        "device": str(loaded.device or "cpu"),
+    }
+    results["seconds"] = time.perf_counter() - started_all
+    results["environment"] = environment_stamp()
+    return results
+
+
+def overall(by_method: dict) -> dict:
+    """Per method and metric: each seed's mean over bits x directions (in %), summarised over seeds."""
+    out: dict = {}
+    for method, by_bits in by_method.items():
+        seeds = list(next(iter(by_bits.values())))
+        for metric in (*METRICS, "forget_any"):
+            values = [
+                100 * sum(by_bits[b][s][d][metric] for b in by_bits for d in DIRECTIONS) / (len(by_bits) * 2)
+                for s in seeds
+            ]
+            out.setdefault(method, {})[metric] = {**seed_summary(values), "values": values}
+    return out
+
+
+def _interval(entry: dict) -> str:
+    if entry["ci_low"] is None:
+        return "n/a"
+    return f"[{entry['ci_low']:.2f}, {entry['ci_high']:.2f}]"
+
+
+def overall_rows(results: dict) -> tuple[list[str], list[list]]:
+    """One row per point and column: mean, std and 95% CI over seeds of the bits x directions mean."""
+    columns = ["point", "forget", "method", "n"]
+    for name in METRICS.values():
+        columns += [f"{name} mean", f"{name} std", f"{name} 95% CI"]
+    columns += ["|Δ| D_f", "|Δ| D_r"]
+    rows = []
+    for point in results["points"]:
+        label = point["label"]
+        for method, metrics in results["overall"][label].items():
+            row: list = [
+                label,
+                ", ".join(point["forget"]),
+                LABELS.get(method, method),
+                metrics["retain"]["n"],
+            ]
+            for metric in METRICS:
+                entry = metrics[metric]
+                row += [entry["mean"], entry["std"], _interval(entry)]
+            delta = results["delta"][label].get(method)
+            show = delta is not None and method not in REFERENCES
+            row += [delta["forget"], delta["retain"]] if show else ["", ""]
+            rows.append(row)
+    return columns, rows
+
+
+def detail_rows(results: dict) -> tuple[list[str], list[list]]:
+    """One row per point, column and bits-direction: mean ± std and the 95% CI over seeds."""
+    columns = ["point", "method", "setting", "n"] + [
+        f"{name} {part}" for name in METRICS.values() for part in ("mean", "std", "95% CI")
+    ]
+    rows = []
+    for point in results["points"]:
+        for method, settings in results["summary"][point["label"]].items():
+            for setting, metrics in settings.items():
+                row: list = [point["label"], LABELS.get(method, method), setting, metrics["retain"]["n"]]
+                for metric in METRICS:
+                    row += [metrics[metric]["mean"], metrics[metric]["std"], _interval(metrics[metric])]
+                rows.append(row)
+    return columns, rows
+
+
+def sweep_title(results: dict) -> str:
+    dataset = results["config"]["dataset"]["name"]
+    if results["sweep"] == "classes":
+        return f"Multi-class forgetting on {dataset}: mAP (%) over bits x directions, 95% CI over seeds"
+    forget = ", ".join(results["points"][0]["forget"])
+    return f"Forget sample sizes ({forget}) on {dataset}: mAP (%), 95% CI over seeds"
+
+
+def write_sweep(out: Path, results: dict) -> list[Path]:
+    """results.json / .csv / .md, results_detail.csv / .md and results.png into ``out``."""
+    from crossforget.experiments.figures import classes_chart, samples_chart
+    from crossforget.experiments.report import markdown_safe
+
+    title = sweep_title(results)
+    columns, rows = overall_rows(results)
+    detail_columns, detail = detail_rows(results)
+    atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "results.csv", csv_table(columns, rows))
+    sets = "".join(f"- {p['label']}: {', '.join(p['forget'])}\n" for p in results["points"])
+    atomic_write_text(
+        out / "results.md", f"# {title}\n\n{markdown_table(*markdown_safe(columns, rows))}\nPoints:\n\n{sets}"
+    )
+    atomic_write_text(out / "results_detail.csv", csv_table(detail_columns, detail))
+    atomic_write_text(
+        out / "results_detail.md",
+        f"# {title}: per bits-direction\n\n" + markdown_table(*markdown_safe(detail_columns, detail)),
+    )
+    chart = classes_chart if results["sweep"] == "classes" else samples_chart
+    chart(results, out / "results.png")
+    return [
+        out / n for n in ("results.json", "results.csv", "results.md", "results_detail.md", "results.png")
+    ]
