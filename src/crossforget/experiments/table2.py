@@ -33,7 +33,6 @@ from crossforget.training import TrainingRecipe
 from crossforget.unlearning.methods import create_method
 
 REFERENCE = ("original", "bad_model", "retrain", "finetune")
-SAMPLED = ("ssd", "ppp")
 LABELS = {
     "original": "Original",
     "bad_model": "Bad",
