@@ -12,6 +12,7 @@ from torch import nn
 
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.device import module_device
+from crossforget.experiments.hashing_probe import hashing_probe
 from crossforget.experiments.training_run import LoadedData, compute_prototypes, initial_model
 from crossforget.losses.base import ModelLoss
 from crossforget.losses.dsph import DSPHLoss
@@ -166,6 +167,7 @@ def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRe
         outputs=_codes,
         distillation_loss=_code_mse,
         fit_relabelled=partial(_fit_relabelled, saved, store),
+        probe=hashing_probe(store, loaded.split, part),
     )
 
 

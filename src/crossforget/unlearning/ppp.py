@@ -7,6 +7,7 @@ retain set D_r \\ D_n. Region codes: 0 = S (shared, untouched), 1 = B (buffer), 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -64,6 +65,76 @@ def dampening_factor(
     return ratio.square().clamp(max=lam_max)
 
 
+@dataclass
+class TensorPlan:
+    """What Eqs. 5-7 do to one tensor, for any alpha: ``critical`` is the smallest alpha at which an
+    entry stays in S (I_f / I_r; 0 where I_f = 0, inf where only I_f is positive); ``factor`` is the
+    multiplier it gets outside S (w in B, core_sign * gamma * w in C); ``core`` marks C (I_f >= tau * I_n)."""
+
+    critical: torch.Tensor
+    factor: torch.Tensor
+    core: torch.Tensor
+
+    def regions(self, alpha: float) -> torch.Tensor:
+        """Eq. 5's int8 codes at ``alpha``."""
+        codes = torch.where(self.core, CORE, BUFFER).to(torch.int8)
+        return torch.where(self.critical <= alpha, torch.zeros_like(codes), codes)
+
+
+def dampening_plan(
+    fisher_f: Mapping[str, torch.Tensor],
+    fisher_n: Mapping[str, torch.Tensor],
+    fisher_r: Mapping[str, torch.Tensor],
+    tau: float,
+    lam: float,
+    lam_max: float,
+    gamma: float,
+    eps: float = DEFAULT_EPS,
+    core_sign: float = -1.0,
+) -> dict[str, TensorPlan]:
+    """Everything of Eqs. 5-7 that does not depend on alpha, so a threshold search costs one pass."""
+    _check_thresholds(0.0, tau)
+    if lam < 0 or lam_max < 0 or gamma < 0 or eps < 0:
+        raise CrossforgetError(
+            f"PPP needs lambda, lambda_max, gamma, eps >= 0; got {lam}, {lam_max}, {gamma}, {eps}"
+        )
+    if core_sign not in (-1.0, 1.0):
+        raise CrossforgetError(f"core_sign must be -1 (paper) or +1 (ablation), got {core_sign}")
+    plans = {}
+    for name in fisher_f:
+        dtype, device = _work_dtype(fisher_f[name]), fisher_f[name].device
+        f, n, r = (fisher[name].to(device, dtype) for fisher in (fisher_f, fisher_n, fisher_r))
+        critical = torch.where(f > 0, f / r, torch.zeros_like(f))  # f > 0, r = 0 gives inf
+        core = ~(f < tau * n)
+        w = dampening_factor(f, r, lam, lam_max, eps)
+        plans[name] = TensorPlan(critical, torch.where(core, core_sign * gamma * w, w), core)
+    return plans
+
+
+def apply_plan(
+    target: Mapping[str, torch.Tensor] | nn.Module,
+    source: Mapping[str, torch.Tensor] | nn.Module,
+    plans: Mapping[str, TensorPlan],
+    alpha: float,
+) -> dict[str, dict[str, int]]:
+    """target <- Eq. 7 applied to source at ``alpha`` (the two may be the same); per-tensor region sizes.
+
+    Only tensors named by ``plans`` are written; ``target`` and ``source`` must hold them all.
+    """
+    _check_thresholds(alpha, 0.0)
+    into = dict(target.named_parameters()) if isinstance(target, nn.Module) else dict(target)
+    origin = dict(source.named_parameters()) if isinstance(source, nn.Module) else dict(source)
+    sizes: dict[str, dict[str, int]] = {}
+    with torch.no_grad():
+        for name, plan in plans.items():
+            param = into[name]
+            keep = plan.critical.to(param.device) <= alpha
+            factor = torch.where(keep, torch.ones_like(plan.factor), plan.factor).to(param.device)
+            param.copy_(origin[name].to(param.device) * factor.to(param.dtype))
+            sizes[name] = _counts(plan.regions(alpha))
+    return sizes
+
+
 def ppp_dampen(
     params: Mapping[str, torch.Tensor] | nn.Module,
     fisher_f: Mapping[str, torch.Tensor],
@@ -85,24 +156,9 @@ def ppp_dampen(
     (I_f = 0 <= alpha * I_r), so nothing changes; the caller decides whether to warn.
     """
     _check_thresholds(alpha, tau)
-    if lam < 0 or lam_max < 0 or gamma < 0 or eps < 0:
-        raise CrossforgetError(
-            f"PPP needs lambda, lambda_max, gamma, eps >= 0; got {lam}, {lam_max}, {gamma}, {eps}"
-        )
-    if core_sign not in (-1.0, 1.0):
-        raise CrossforgetError(f"core_sign must be -1 (paper) or +1 (ablation), got {core_sign}")
     targets = aligned_parameters(params, _named(fisher_f, fisher_n, fisher_r))
-    sizes: dict[str, dict[str, int]] = {}
-    with torch.no_grad():
-        for name, param in targets.items():
-            f, n, r = (fisher[name].to(param.device) for fisher in (fisher_f, fisher_n, fisher_r))
-            regions = partition_tensor(f, n, r, alpha, tau)
-            w = dampening_factor(f, r, lam, lam_max, eps)
-            factor = torch.where(regions == BUFFER, w, core_sign * gamma * w)
-            factor = torch.where(regions == SHARED, torch.ones_like(w), factor)
-            param.mul_(factor.to(param.dtype))
-            sizes[name] = _counts(regions)
-    return sizes
+    plans = dampening_plan(fisher_f, fisher_n, fisher_r, tau, lam, lam_max, gamma, eps, core_sign)
+    return apply_plan(targets, targets, plans, alpha)
 
 
 def region_sizes(regions: Mapping[str, torch.Tensor]) -> dict[str, int]:

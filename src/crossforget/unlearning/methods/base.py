@@ -21,6 +21,7 @@ from torch import nn
 
 from crossforget.errors import CrossforgetError
 from crossforget.losses.base import Batch, ModelLoss
+from crossforget.unlearning.guard import RetentionProbe
 
 
 @dataclass
@@ -48,6 +49,8 @@ class UnlearningTask:
     outputs: Callable[[nn.Module, Batch], torch.Tensor] | None = None
     distillation_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     fit_relabelled: Callable[..., None] | None = None
+    # Held-out scoring for the forgetting guard (never the test queries); None: the guard cannot run.
+    probe: RetentionProbe | None = None
 
     @property
     def train_all(self) -> np.ndarray:

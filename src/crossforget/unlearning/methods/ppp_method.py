@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import torch
 from torch import nn
 
 from crossforget.errors import CrossforgetError
+from crossforget.unlearning.guard import GuardSettings, RetentionProbe, guarded_search
 from crossforget.unlearning.methods.base import (
     StageTimer,
     UnlearningTask,
@@ -18,7 +20,7 @@ from crossforget.unlearning.methods.base import (
     sample_indices,
 )
 from crossforget.unlearning.methods.common import fisher_over, forget_fisher_is_zero
-from crossforget.unlearning.ppp import DEFAULT_EPS, ppp_dampen
+from crossforget.unlearning.ppp import DEFAULT_EPS, TensorPlan, apply_plan, dampening_plan
 from crossforget.unlearning.prototypes import neighbour_structure
 
 
@@ -51,6 +53,14 @@ class PPPOptions:
     retain_samples: int | None = 800
     batch_size: int = 32
     retain_set: Literal["rest", "all"] = "all"
+    retain_budget: float | None = 1.0
+    forget_tolerance: float = 0.1
+    guard_steps: int = 8
+
+
+# The guard never goes below alpha = 1: there an entry matters more to the retained data than to the
+# forget set, and dampening it is damage, not forgetting.
+MIN_ALPHA = 1.0
 
 
 @register_method("ppp", PPPOptions)
@@ -103,21 +113,42 @@ class PPP:
         if forget_fisher_is_zero(fisher_f):
             return UnlearnResult(clone, timer.total(), diagnostics)
         with timer.stage("dampen"):
-            sizes = ppp_dampen(
-                clone,
-                fisher_f,
-                fisher_n,
-                fisher_r,
-                alpha=o.alpha,
-                tau=o.tau,
-                lam=o.lam,
-                lam_max=o.lam_max,
-                gamma=info.gamma,
-                eps=o.eps,
-                core_sign=o.core_sign,
+            plans = dampening_plan(
+                fisher_f, fisher_n, fisher_r, o.tau, o.lam, o.lam_max, info.gamma, o.eps, o.core_sign
             )
+        if o.retain_budget is None or task.probe is None:
+            if o.retain_budget is not None:
+                diagnostics["guard"] = {"skipped": "the task offers no held-out probe"}
+            with timer.stage("dampen"):
+                sizes = apply_plan(clone, model, plans, o.alpha)
+        else:
+            with timer.stage("guard"):
+                sizes = self._guarded(clone, model, plans, task.probe, diagnostics)
         totals = {r: sum(s[r] for s in sizes.values()) for r in ("S", "B", "C")}
         diagnostics.update(
             regions=totals, regions_per_tensor={k: v for k, v in sizes.items() if v["S"] < sum(v.values())}
         )
         return UnlearnResult(clone, timer.total(), diagnostics)
+
+    def _guarded(
+        self,
+        clone: nn.Module,
+        model: nn.Module,
+        plans: dict[str, TensorPlan],
+        probe: RetentionProbe,
+        diagnostics: dict,
+    ) -> dict[str, dict[str, int]]:
+        """Search alpha with the two-sided guard from the configured alpha; leave ``clone`` dampened at
+        the accepted value. ``clone`` is still the undampened copy when the guard scores the original."""
+        o = self.options
+        settings = GuardSettings(o.retain_budget, o.forget_tolerance, o.guard_steps)
+
+        def build(alpha: float) -> tuple[nn.Module, int]:
+            sizes = apply_plan(clone, model, plans, alpha)
+            return clone, sum(v["B"] + v["C"] for v in sizes.values())
+
+        finite = [p.critical[torch.isfinite(p.critical)] for p in plans.values()]
+        highest = max((float(c.max()) for c in finite if c.numel()), default=o.alpha)
+        outcome = guarded_search(build, probe, clone, o.alpha, (MIN_ALPHA, highest), settings)
+        diagnostics["guard"] = outcome.diagnostics(settings, probe)
+        return apply_plan(clone, model, plans, outcome.alpha)
