@@ -1,4 +1,4 @@
-"""``crossforget sweep classes|samples``: the paper's Figs. 3 and 4 on a trained checkpoint."""
+"""``crossforget sweep classes|samples|requests``: the paper's Figs. 3 and 4, and the request panel."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from rich.console import Console
 from crossforget.cli.common import add_device_options, device_settings
 from crossforget.cli.table1 import method_options_from_args
 from crossforget.cli.unlearn import read_params
+from crossforget.experiments.panel import PANELS, panel_sets, request_points, write_panel
 from crossforget.experiments.sweeps import (
     PAPER_CLASS_SETS,
     PAPER_SAMPLE_SIZES,
     REFERENCES,
+    SCORE_SPLITS,
     SUBSTITUTES,
     SweepConfig,
     class_points,
@@ -66,6 +68,22 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="forget sample sizes (default 20 40 60 80 100)",
     )
     _common(samples, "samples")
+    requests = kinds.add_parser(
+        "requests",
+        help="a panel of forget requests, worst case reported (robustness)",
+        description="Run every request of a panel (single classes and multi-class sets) and report "
+        "|Delta| per request at its worst seed, the mean and the worst request. Panels: "
+        + "; ".join(f"{name}: " + " ".join("+".join(r) for r in sets) for name, sets in PANELS.items()),
+    )
+    requests.add_argument("--panel", choices=sorted(PANELS), default="default", help="named panel (default)")
+    requests.add_argument(
+        "--requests",
+        nargs="+",
+        default=None,
+        metavar="A,B,...",
+        help="comma-separated class sets instead of a named panel",
+    )
+    _common(requests, "requests")
 
 
 def _common(parser: argparse.ArgumentParser, kind: str) -> None:
@@ -97,6 +115,13 @@ def _common(parser: argparse.ArgumentParser, kind: str) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("runs") / f"sweep-{kind}", help="results folder")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
+    parser.add_argument(
+        "--score-on",
+        choices=SCORE_SPLITS,
+        default="test",
+        help="test: the query split the tables report; validation: tune's held-out split "
+        "(database minus train), the one to choose settings on",
+    )
     add_device_options(parser)
     parser.set_defaults(handler=run)
 
@@ -114,12 +139,16 @@ def _method_options(args: argparse.Namespace) -> dict[str, dict]:
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     prepare_output_dir(args.out, args.overwrite)
-    if args.sweep == "classes" and args.sets is not None:
-        for position, text in enumerate(args.sets, 1):
-            parse_class_set(text, position)  # empty sets fail before anything is loaded
+    given = getattr(args, "sets", None) or getattr(args, "requests", None)
+    for position, text in enumerate(given or (), 1):
+        parse_class_set(text, position)  # empty sets fail before anything is loaded
     references = [r for r in REFERENCES if not (args.no_retrain and r == "retrain")]
     config = SweepConfig(
-        methods=args.methods, seeds=args.seeds, references=references, method_options=_method_options(args)
+        methods=args.methods,
+        seeds=args.seeds,
+        references=references,
+        method_options=_method_options(args),
+        score_on=args.score_on,
     )
     config.check()
     checkpoints = open_checkpoints(
@@ -127,13 +156,21 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.sweep == "classes":
         points = class_points(class_sets(args.sets, checkpoints.class_names))
+    elif args.sweep == "requests":
+        names = checkpoints.class_names
+        chosen = class_sets(args.requests, names) if args.requests else panel_sets(PANELS[args.panel], names)
+        points = request_points(chosen)
     else:
         points = sample_points(args.sizes, args.forget, checkpoints, args.methods)
     results = run_sweep(args.sweep, points, checkpoints, config, console)
     with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
-        write_sweep(tmp, results)
+        if args.sweep == "requests":
+            write_panel(tmp, results)
+        else:
+            write_sweep(tmp, results)
+    extra = ", panel.json, .csv, .md, panel.png" if args.sweep == "requests" else ""
     console.print(
         f"{args.sweep} sweep: {results['seconds']:.0f} s; written to {args.out} "
-        "(results.json, .csv, .md, results_detail.csv, .md, results.png)"
+        f"(results.json, .csv, .md, results_detail.csv, .md, results.png{extra})"
     )
     return 0

@@ -284,3 +284,38 @@ def tuning_chart(trials: list[dict], title: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def panel_chart(summary: dict, path: Path, targets: dict[str, tuple[float, float]] | None = None) -> Path:
+    """|Δ| per request (worst seed), D_f and D_r side by side, one bar per method; target lines dashed.
+
+    ``targets``: side -> (single-class, multi-class) limits, drawn as horizontal marks per request.
+    """
+    requests = list(summary["per_request"])
+    methods = sorted({m for entry in summary["per_request"].values() for m in entry})
+    x = np.arange(len(requests))
+    width = 0.8 / max(len(methods), 1)
+    colours = {"ppp": "tab:green", "ssd": "tab:orange"}
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8), layout="constrained")
+    sides = (("forget", "|Δ| D_f to Retrain"), ("retain", "|Δ| D_r to Original"))
+    for ax, (side, title) in zip(axes, sides, strict=True):
+        for i, method in enumerate(methods):
+            values = [
+                summary["per_request"][r].get(method, {}).get("worst", {}).get(side) or 0.0 for r in requests
+            ]
+            ax.bar(x + (i - (len(methods) - 1) / 2) * width, values, width, label=_method_label(method),
+                   color=colours.get(method))  # fmt: skip
+        if targets and side in targets:
+            single, multi = targets[side]
+            limits = [
+                single if next(iter(summary["per_request"][r].values()))["classes"] == 1 else multi
+                for r in requests
+            ]
+            ax.scatter(x, limits, marker="_", s=600, color="black", label="target", zorder=3)
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_xticks(x, [r.replace("+", "+\n") for r in requests], fontsize=7)
+        ax.set_ylabel(f"{title} (mAP points, worst seed)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)

@@ -1,11 +1,12 @@
-"""The forgetting guard's held-out probe for hashing models: a small retrieval test on validation items.
+"""The forgetting guard's held-out probe for hashing models: a small retrieval test on held-out items.
 
-Queries are drawn from the validation pool of ``tune`` (database items outside the train split), never
-from the test queries: up to ``forget_queries`` items carrying a forget label and ``retain_queries``
-items carrying none. They are scored against a seeded sample of the database without them, both
-directions. Retained score: D_r mAP; forget score: D_f mAP with forget-label relevance; floor: its
-chance level (what a model that never learnt the classes scores, up to co-occurrence). The sample is
-fixed by the split seed, so every method and seed of a request is checked on the same items.
+Queries come from the held-out pool of ``tune`` (database items outside the train split) minus
+``tune``'s own validation queries, never from the test queries: up to ``forget_queries`` items
+carrying a forget label and ``retain_queries`` items carrying none. They are scored against a seeded
+sample of the database without them, both directions. Retained score: D_r mAP; forget score: D_f mAP
+with forget-label relevance; floor: its chance level (what a model that never learnt the classes
+scores, up to co-occurrence). The sample is fixed by the split seed, so every method and seed of a
+request is checked on the same items.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from crossforget.data.forget import ForgetPartition
 from crossforget.data.splits import RetrievalSplit
 from crossforget.errors import CrossforgetError
 from crossforget.evaluation import encode, retrieval_scores
+from crossforget.experiments.validation import validation_split
 from crossforget.metrics.retrieval import random_ranking_map
 from crossforget.models.inputs import BatchSource
 from crossforget.unlearning.guard import ProbeScores, RetentionProbe
@@ -43,7 +45,10 @@ def hashing_probe(
     sizes = sizes or ProbeSizes()
     labels = store.labels.numpy().astype(np.uint8)
     forget_classes = list(part.forget_classes)
+    # Held out from training and disjoint from tune's validation queries, so that numbers scored on the
+    # validation split do not also steer the guard.
     pool = np.setdiff1d(split.database, split.train, assume_unique=True)
+    pool = np.setdiff1d(pool, validation_split(split).query, assume_unique=True)
     carries = labels[pool][:, forget_classes].any(axis=1)
     rng = np.random.default_rng(split.seed)
     if not carries.any() or carries.all():

@@ -36,6 +36,7 @@ from crossforget.experiments.table2 import (
     summarise,
 )
 from crossforget.experiments.training_run import LoadedData, load_data
+from crossforget.experiments.validation import validation_split
 from crossforget.io import atomic_write_json, atomic_write_text
 from crossforget.models.persist import HashingCheckpoint, load_hashing_checkpoint
 from crossforget.reproducibility import environment_stamp
@@ -54,6 +55,9 @@ SUBSTITUTES = {"bench": ("chair",)}
 PAPER_SAMPLE_SIZES = (20, 40, 60, 80, 100)
 REFERENCES = ("original", "retrain")
 METRICS = {PRIMARY_FORGET: "D_f mAP (forget label)", "retain": "D_r mAP"}
+# "test": the query split the tables report; "validation": tune's held-out split (database \ train),
+# the one to choose defaults on.
+SCORE_SPLITS = ("test", "validation")
 ROMAN = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x")
 
 
@@ -74,6 +78,7 @@ class SweepConfig:
     seeds: Sequence[int] = (0, 1, 2)
     references: Sequence[str] = REFERENCES
     method_options: dict[str, dict] = field(default_factory=dict)
+    score_on: str = "test"
 
     def check(self) -> None:
         if not self.methods:
@@ -84,6 +89,10 @@ class SweepConfig:
         wrong = [m for m in self.methods if m not in known or m in REFERENCES]
         if wrong:
             raise CrossforgetError(f"cannot sweep method(s) {wrong}; choose from {', '.join(sorted(known))}")
+        if self.score_on not in SCORE_SPLITS:
+            raise CrossforgetError(
+                f"--score-on must be one of {', '.join(SCORE_SPLITS)}, got {self.score_on!r}"
+            )
         unknown_refs = [r for r in self.references if r not in REFERENCES]
         if unknown_refs:
             raise CrossforgetError(
@@ -157,14 +166,21 @@ def parse_class_set(text: str, position: int) -> tuple[str, ...]:
     return names
 
 
-def class_sets(sets: Sequence[str] | None, class_names: Sequence[str]) -> list[tuple[str, ...]]:
-    """The user's sets, or the paper's with stand-ins for classes the data lacks; all names checked."""
+def class_sets(
+    sets: Sequence[str] | None, class_names: Sequence[str], substitute: bool = False
+) -> list[tuple[str, ...]]:
+    """The user's sets, or the paper's with stand-ins for classes the data lacks; all names checked.
+
+    ``substitute``: apply the stand-ins to the given sets too (named panels written with COCO names).
+    """
+    lookup = {c.lower() for c in class_names}
     if sets is not None:
         if not sets:
             raise CrossforgetError("--sets needs at least one class set, e.g. --sets dog dog,boat")
         chosen = [parse_class_set(text, i + 1) for i, text in enumerate(sets)]
+        if substitute:
+            chosen = [tuple(dict.fromkeys(_stand_in(n, lookup) for n in names)) for names in chosen]
     else:
-        lookup = {c.lower() for c in class_names}
         chosen = [
             tuple(dict.fromkeys(_stand_in(name, lookup) for name in paper_set))
             for paper_set in PAPER_CLASS_SETS
@@ -173,7 +189,7 @@ def class_sets(sets: Sequence[str] | None, class_names: Sequence[str]) -> list[t
         try:
             ForgetRequest(names).indices(class_names)  # unknown names: an error listing the valid ones
         except CrossforgetError as exc:
-            if sets is not None:
+            if sets is not None and not substitute:
                 raise
             raise CrossforgetError(f"{exc} (the paper's sets do not fit this dataset; give --sets)") from None
     return chosen
@@ -231,7 +247,8 @@ def run_sweep(
         raise CrossforgetError("the sweep has no points")
     loaded = checkpoints.loaded
     requests = {p.label: ForgetRequest(p.forget) for p in points}
-    parts = {label: partition(loaded.data, loaded.split, r) for label, r in requests.items()}
+    split = validation_split(loaded.split) if config.score_on == "validation" else loaded.split
+    parts = {label: partition(loaded.data, split, r) for label, r in requests.items()}
     results: dict = {"sweep": kind, "per_seed": {}, "timings": {}, "diagnostics": {}}
     shared: dict[tuple, tuple[dict, dict, dict]] = {}  # reference runs, reused across points
     started_all = time.perf_counter()
@@ -255,7 +272,7 @@ def run_sweep(
                         model, timing, diag = run_column(
                             method, seed, saved, loaded, request, reference, options
                         )
-                        scores = column_scores(model, store, loaded.split, part)
+                        scores = column_scores(model, store, split, part)
                         if is_reference:
                             shared[key] = (scores, timing, diag)
                     for name, value in (("per_seed", scores), ("timings", timing), ("diagnostics", diag)):
@@ -282,6 +299,7 @@ def run_sweep(
         "references": list(config.references),
         "seeds": list(config.seeds),
         "method_options": config.method_options,
+        "score_on": config.score_on,
         "dataset": loaded.spec.to_dict(),
         "primary_forget_metric": PRIMARY_FORGET,
         "confidence": 0.95,
