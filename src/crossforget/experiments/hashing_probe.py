@@ -45,14 +45,18 @@ def hashing_probe(
     sizes = sizes or ProbeSizes()
     labels = store.labels.numpy().astype(np.uint8)
     forget_classes = list(part.forget_classes)
-    # Held out from training and disjoint from tune's validation queries, so that numbers scored on the
-    # validation split do not also steer the guard.
-    pool = np.setdiff1d(split.database, split.train, assume_unique=True)
-    pool = np.setdiff1d(pool, validation_split(split).query, assume_unique=True)
+    # Held out from training and, where the data allows, disjoint from tune's
+    # validation queries, so that numbers scored on the validation split do not also steer the guard
+    # (on data too small for both, the probe shares the held-out pool with them).
+    held_out = np.setdiff1d(split.database, split.train, assume_unique=True)
+    pool = np.setdiff1d(held_out, validation_split(split).query, assume_unique=True)
     carries = labels[pool][:, forget_classes].any(axis=1)
-    rng = np.random.default_rng(split.seed)
+    if not carries.any() or carries.all():
+        pool = held_out
+        carries = labels[pool][:, forget_classes].any(axis=1)
     if not carries.any() or carries.all():
         return None
+    rng = np.random.default_rng(split.seed)
     forget_q = _sample(rng, pool[carries], sizes.forget_queries)
     retain_q = _sample(rng, pool[~carries], sizes.retain_queries)
     queries = np.concatenate([forget_q, retain_q])

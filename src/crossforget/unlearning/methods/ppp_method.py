@@ -71,6 +71,32 @@ class PPP:
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         o = self.options
         timer = StageTimer()
+        clone, plans, diagnostics = self.plan(model, task, seed, timer)
+        if plans is None:
+            return UnlearnResult(clone, timer.total(), diagnostics)
+        if o.retain_budget is None or task.probe is None:
+            if o.retain_budget is not None:
+                diagnostics["guard"] = {"skipped": "the task offers no held-out probe"}
+            with timer.stage("dampen"):
+                sizes = apply_plan(clone, model, plans, o.alpha)
+        else:
+            with timer.stage("guard"):
+                sizes = self._guarded(clone, model, plans, task.probe, diagnostics)
+        totals = {r: sum(s[r] for s in sizes.values()) for r in ("S", "B", "C")}
+        diagnostics.update(
+            regions=totals, regions_per_tensor={k: v for k, v in sizes.items() if v["S"] < sum(v.values())}
+        )
+        return UnlearnResult(clone, timer.total(), diagnostics)
+
+    def plan(
+        self, model: nn.Module, task: UnlearningTask, seed: int, timer: StageTimer
+    ) -> tuple[nn.Module, dict[str, TensorPlan] | None, dict]:
+        """Prototypes, samples, the three Fishers and the alpha-free part of Eqs. 5-7.
+
+        Returns an undampened copy of ``model``, the per-tensor plans (None when the forget Fisher is
+        zero: nothing to do) and the diagnostics so far; any alpha can then be applied cheaply.
+        """
+        o = self.options
         clone = copy_model(model)
         with timer.stage("prototypes"):
             prototypes = task.prototypes(o.prototype_modality)
@@ -111,24 +137,12 @@ class PPP:
             },
         }
         if forget_fisher_is_zero(fisher_f):
-            return UnlearnResult(clone, timer.total(), diagnostics)
+            return clone, None, diagnostics
         with timer.stage("dampen"):
             plans = dampening_plan(
                 fisher_f, fisher_n, fisher_r, o.tau, o.lam, o.lam_max, info.gamma, o.eps, o.core_sign
             )
-        if o.retain_budget is None or task.probe is None:
-            if o.retain_budget is not None:
-                diagnostics["guard"] = {"skipped": "the task offers no held-out probe"}
-            with timer.stage("dampen"):
-                sizes = apply_plan(clone, model, plans, o.alpha)
-        else:
-            with timer.stage("guard"):
-                sizes = self._guarded(clone, model, plans, task.probe, diagnostics)
-        totals = {r: sum(s[r] for s in sizes.values()) for r in ("S", "B", "C")}
-        diagnostics.update(
-            regions=totals, regions_per_tensor={k: v for k, v in sizes.items() if v["S"] < sum(v.values())}
-        )
-        return UnlearnResult(clone, timer.total(), diagnostics)
+        return clone, plans, diagnostics
 
     def _guarded(
         self,
