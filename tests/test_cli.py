@@ -61,6 +61,7 @@ def test_unlearn_never_modifies_its_input_and_evaluates(tiny_checkpoint: Path, t
     report = json.loads((out / "unlearn.json").read_text())
     run = report["runs"]["16"]
     assert run["diagnostics"]["samples"]["neighbour"] <= 50
+    assert run["diagnostics"]["guard"]["steps"][0]["alpha"] == 5.0  # the guard starts at --alpha
     assert set(run["timings"]) >= {
         "prototypes",
         "fisher_forget",
@@ -112,6 +113,11 @@ def test_params_file_feeds_method_options(tiny_checkpoint: Path, tmp_path: Path)
         ),
         (["unlearn", "--checkpoint", "{tmp}", "--forget", "dog", "--out", "{tmp}/w"], "holds no checkpoint"),
         (["train", *TINY_DATA, "--bits", "16", "--out", "{ckpt}"], "not empty"),
+        *[
+            (["unlearn", "--checkpoint", "{ckpt}", "--forget", "dog", "--retain-budget", v,
+              "--out", "{tmp}/y"], "--retain-budget")
+            for v in ("-1", "nan", "inf", "lots")
+        ],  # fmt: skip
     ],
 )
 def test_bad_input_gives_one_line_errors(argv, message, tiny_checkpoint: Path, tmp_path: Path, capsys):

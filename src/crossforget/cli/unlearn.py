@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from rich.console import Console
@@ -63,6 +64,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         aliases = [flag] + (["--lambda"] if name == "lam" else ["--lambda-max"] if name == "lam_max" else [])
         parser.add_argument(*aliases, dest=name, type=kind, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
+        "--retain-budget",
+        default=None,
+        metavar="POINTS|off",
+        help="PPP's forgetting guard: allowed D_r drop on held-out items in points (default 1.0); "
+        "'off' applies the configured alpha unchecked",
+    )
+    parser.add_argument(
         "--evaluate", action="store_true", help="also evaluate the new model(s) and print mAP"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
@@ -76,8 +84,25 @@ def method_settings(args: argparse.Namespace) -> dict:
     if args.params is not None:
         options.update(read_params(args.params, args.method))
     options.update({k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None})
+    if args.retain_budget is not None:
+        options["retain_budget"] = retain_budget(args.retain_budget)
     options.update(parse_options(args.option))
     return options
+
+
+def retain_budget(text: str) -> float | None:
+    """``--retain-budget``: a finite number of points >= 0, or 'off' (None: no guard)."""
+    if text.strip().lower() in {"off", "none"}:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise CrossforgetError(
+            f"--retain-budget {text!r} is not a budget; give mAP points >= 0 (e.g. 1.0) or 'off'"
+        )
+    return value
 
 
 def read_params(path: Path, method: str) -> dict:
@@ -121,6 +146,12 @@ def run(args: argparse.Namespace) -> int:
                 f"[green]{args.method}[/] {saved.bits} bits: {result.timings['total']:.2f} s "
                 + ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items() if k != "total")
             )
+            guard = result.diagnostics.get("guard", {})
+            if "acted_on" in guard:
+                console.print(
+                    f"  forgetting guard: alpha {guard['alpha']:.4g} after {len(guard['steps'])} probe "
+                    f"step(s), acted on {guard['acted_on']}, {'met' if guard['met'] else 'NOT met'}"
+                )
         atomic_write_json(tmp / "unlearn.json", report)
     console.print(f"unlearned checkpoint(s) written to {args.out}")
     if args.evaluate:

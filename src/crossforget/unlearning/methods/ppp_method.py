@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from crossforget.errors import CrossforgetError
-from crossforget.unlearning.guard import GuardSettings, RetentionProbe, guarded_search
+from crossforget.unlearning.guard import GuardSettings, RetentionProbe, check_budget, guarded_search
 from crossforget.unlearning.methods.base import (
     StageTimer,
     UnlearningTask,
@@ -70,6 +70,8 @@ class PPP:
 
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         o = self.options
+        if o.retain_budget is not None:
+            check_budget(o.retain_budget)
         timer = StageTimer()
         clone, plans, diagnostics = self.plan(model, task, seed, timer)
         if plans is None:
