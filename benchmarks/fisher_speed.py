@@ -5,10 +5,13 @@ Linear hash heads) at 32 bits, built as ``crossforget train`` builds it for the 
 (48 px), with its BatchNorm running statistics set by a few train-mode forwards; the DSPH loss with
 fixed proxies, as PPP uses it; ``--samples`` training items in batches of ``--batch``. Usage:
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fisher_speed.py [--samples 256] [--batch 32] [--repeats 3]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fisher_speed.py [--samples 256] [--batch 32] [--repeats 5]
 
-``per_sample`` (Eq. 4, closed forms per layer) should stay within 2x of ``batch``; ``per_sample_vmap``
-is the exact torch.func reference, run once. Every parameter is estimated.
+``per_sample`` (Eq. 4, closed forms per layer) should stay within 2x of ``batch`` (median wall times, one
+thread by default); ``per_sample_vmap`` is the exact torch.func reference, timed once. Every parameter
+is estimated. Then exactness: the largest relative difference of ``per_sample`` from
+``per_sample_vmap`` and from a loop taking each sample's gradient alone, and of the two per-sample
+estimators on a float64 copy of the model.
 """
 
 from __future__ import annotations
@@ -50,10 +53,19 @@ class _GenericPathCounter(logging.Handler):
 
 
 def small_model(
-    samples: int, batch: int, bits: int, device: torch.device
+    samples: int, batch: int, bits: int, device: torch.device, items: int | None = None
 ) -> tuple[nn.Module, DSPHLoss, list[Batch]]:
-    """The default small model and loss on scenes, and ``samples`` training items as fixed batches."""
-    loaded = load_data(DatasetSpec("scenes"), device=device)
+    """The default small model and loss on scenes, and ``samples`` training items as fixed batches.
+
+    ``items``: a smaller scenes set than the default 10,000 (for a quick run); the vocabulary, hence the
+    embedding table, then shrinks with it.
+    """
+    spec = (
+        DatasetSpec("scenes")
+        if items is None
+        else DatasetSpec("scenes", {"num_items": items}, items // 5, items // 2)
+    )
+    loaded = load_data(spec, device=device)
     config = model_config(loaded.data, loaded.split, bits, {}, loaded.spec)
     torch.manual_seed(0)
     model, preprocessor = initial_model(config)
@@ -111,15 +123,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of batch and per_sample")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of batch and per_sample (median)")
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--bits", type=int, default=32)
+    parser.add_argument(
+        "--items", type=int, default=None, help="scenes items (default: the 10,000 of `train`)"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    model, loss, batches = small_model(args.samples, args.batch, args.bits, device)
+    model, loss, batches = small_model(args.samples, args.batch, args.bits, device, args.items)
 
     logger = logging.getLogger("crossforget.unlearning.fisher")
     counter, level = _GenericPathCounter(), logger.level
@@ -144,9 +159,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         logger.removeHandler(counter)
         logger.setLevel(level)
 
-    # Exactness: float32 against the definition, and both per-sample estimators again in float64, where
-    # rounding cannot flip a ReLU whose input sits within float32 rounding of 0 (in float32 the vmap
-    # path, with its own convolution kernels, does flip some; the gradient is discontinuous there).
+    # Exactness: float32 against the definition, and both per-sample estimators again in float64. In
+    # float32 a ReLU input within rounding of 0 can change sign between convolution kernels (torch.func
+    # batches them differently), and the gradient jumps there; float64 leaves no such inputs.
     reference = one_at_a_time(model, loss, batches)
     model64, loss64, batches64 = in_float64(model, loss, batches)
     fast64 = diagonal_fisher(model64, loss64, batches64, estimator="per_sample")
@@ -161,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "seconds": medians,
         "ratio": medians["per_sample"] / medians["batch"],
         "vmap_ratio": medians["per_sample_vmap"] / medians["batch"],
+        "target": TARGET,
+        "passed": medians["per_sample"] / medians["batch"] <= TARGET,
         "max_relative_difference": {
             "per_sample_vs_vmap": max_relative_difference(results["per_sample"], results["per_sample_vmap"]),
             "per_sample_vs_one_at_a_time": max_relative_difference(results["per_sample"], reference),
@@ -175,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     for estimator, value in medians.items():
         print(f"{estimator:16s} {value * 1000:9.1f} ms   {value / medians['batch']:6.2f}x batch")
-    verdict = "PASS" if summary["ratio"] <= TARGET else "MISS"
+    verdict = "PASS" if summary["passed"] else "MISS"
     print(f"per_sample/batch: {summary['ratio']:.2f}x (target <= {TARGET:g}x) {verdict}")
     diff = summary["max_relative_difference"]
     print("max relative difference (per parameter, to its largest entry):")

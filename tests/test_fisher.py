@@ -583,3 +583,24 @@ def test_input_overwritten_in_place_is_an_error_not_a_wrong_value() -> None:
         diagonal_fisher(OverwrittenInput(), mse_loss, [data])  # what plain autograd says
     with pytest.raises(CrossforgetError, match="modified by an inplace operation"):
         diagonal_fisher(OverwrittenInput(), mse_loss, [data], estimator="per_sample")
+
+
+def test_speed_benchmark_runs_tiny() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fisher_speed.py"
+    spec = importlib.util.spec_from_file_location("fisher_speed", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    threads = torch.get_num_threads()
+    try:
+        summary = script.main(["--items", "200", "--samples", "12", "--batch", "8", "--repeats", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    assert summary["samples"] == 12 and summary["generic_path_layers"] == 0
+    seconds = summary["seconds"]
+    assert summary["ratio"] == pytest.approx(seconds["per_sample"] / seconds["batch"])
+    assert summary["passed"] == (summary["ratio"] <= 2.0)
+    diff = summary["max_relative_difference"]
+    assert diff["per_sample_vs_one_at_a_time"] < 1e-5 and diff["float64_per_sample_vs_vmap"] < 1e-5
