@@ -4,15 +4,33 @@
 loss, averaged over batches (so it depends on the batch size). ``per_sample`` is Eq. 4 as written:
 the mean over samples of the squared per-sample gradient.
 
-The exact per-sample value is cheap for ``nn.Linear`` layers fed a 2-D ``(B, in)`` input: with x_i the
-layer input and g_i the gradient of sample i's loss w.r.t. the layer output,
-``sum_i (g_i x_i^T)^2 = (g^2)^T (x^2)`` and ``sum_i g_i^2`` for the bias, so one forward of the
-per-sample losses and one backward of their sum suffice (every loss entry depends on its own sample
-only, hence the gradient of the sum w.r.t. output row i is g_i; row i of a (B, in) input is taken to
-come from sample i). Every other parameter (convolutions, norms, embeddings, Linear layers on 3-D inputs,
-called more than once, sharing a parameter, or whose weight the autograd graph shows used elsewhere)
-goes through ``torch.func``: ``vmap(grad(...))`` over samples, each sample given to the loss as a batch
-of one. The choice is made per layer and per batch, so it is always exact.
+``per_sample`` runs one forward of the per-sample losses and one backward of their sum, taken with
+respect to the layer outputs only (every loss entry depends on its own sample only, so the gradient of
+the sum w.r.t. sample i's slice of an output is sample i's gradient g_i). Forward hooks keep each
+layer's input x; per-sample parameter gradients then have closed forms, squared and summed over samples:
+
+- ``nn.Linear``: on (B, in) inputs ``sum_i (g_i x_i^T)^2 = (g^2)^T (x^2)``; on (B, ..., in) inputs
+  sample i's gradient is ``sum_t g_it x_it^T``; bias ``sum_t g_it``.
+- ``nn.Conv2d`` (zero padding, any stride/dilation, groups=1): ``g_i (out, L) @ columns_i (L, in*kh*kw)``
+  with the input patches of the L output positions; bias ``sum_L g_i``.
+- ``nn.BatchNorm1d/2d`` with running statistics (eval mode): weight ``sum g_i * x_hat_i``, bias
+  ``sum g_i`` over all but the channel dim, x_hat normalised by the running mean and variance.
+- ``nn.LayerNorm``: the same sums over every row of the sample, x_hat normalised per row.
+- ``nn.Embedding`` (no max_norm, no scale_grad_by_freq): row v of sample i's gradient is the sum of
+  g over i's tokens equal to v (none for padding_idx), formed per (sample, token) pair, never as a
+  dense (B, V, D) tensor.
+
+Products that must be materialised (convolutions, Linear on sequences) are formed sample by sample,
+the convolution patches in chunks of bounded memory. Dim 0 of a layer's input is taken to be the
+sample index, as in any batch-first model (each slice along it belongs to one sample).
+
+Everything else goes through ``torch.func``: ``vmap(grad(...))`` over samples, each sample given to
+the loss as a batch of one. That covers parameters outside these layers (e.g. CLIP's class token),
+other layer types and subclasses, and a layer called more than once, sharing a parameter, whose
+parameter the autograd graph shows used elsewhere, whose input is not batched (CLIP's position
+embeddings, shared by every sample) or was changed in place afterwards (autograd, and so torch.func,
+then refuses the loss with an error). The choice is made per layer and per batch, so ``per_sample``
+is always exact; ``per_sample_vmap`` forces torch.func everywhere.
 
 The model is put in eval mode while estimating: BatchNorm then uses its running statistics, so the
 per-sample losses are independent of each other (in train mode they are coupled through the batch
@@ -23,12 +41,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.func import functional_call, grad, vmap
 
 from crossforget.errors import CrossforgetError
@@ -37,11 +57,14 @@ from crossforget.losses.base import Batch, ModelLoss
 Estimator = Literal["batch", "per_sample", "per_sample_vmap"]
 ESTIMATORS: tuple[str, ...] = ("batch", "per_sample", "per_sample_vmap")
 
-# Upper bound on per-sample gradient entries materialised at once by the generic path
-# (2**26 float32 values = 256 MiB); larger batches are split into sample chunks.
-_VMAP_ELEMENT_BUDGET = 2**26
+# Upper bound on per-sample gradient entries materialised at once (2**26 float32 values = 256 MiB), by
+# the closed forms and by the generic path; larger batches are split into sample chunks.
+_ELEMENT_BUDGET = 2**26
 
 log = logging.getLogger(__name__)
+
+Sums = dict[str, torch.Tensor]  # Fisher name -> running sum of squared per-sample gradients
+Roles = dict[str, str]  # a layer's "weight"/"bias" -> its Fisher name
 
 
 def batch_size(batch: Batch) -> int:
@@ -230,7 +253,7 @@ def _per_sample_estimate(
     hooks: bool,
 ) -> tuple[dict[str, torch.Tensor], int]:
     sums = _zeros_like(selected)
-    tracer = _LinearTracer(model, selected) if hooks else None
+    tracer = _LayerTracer(model, selected) if hooks else None
     samples = 0
     for batch in _batches(loader, progress):
         size = batch_size(batch)
@@ -248,94 +271,265 @@ def _per_sample_estimate(
     return sums, samples
 
 
+def _sample_chunks(size: int, per_sample: int) -> Iterator[slice]:
+    """Sample ranges whose per-sample gradients hold at most about ``_ELEMENT_BUDGET`` entries."""
+    step = max(1, min(size, _ELEMENT_BUDGET // max(per_sample, 1)))
+    for start in range(0, size, step):
+        yield slice(start, start + step)
+
+
+def _work(tensor: torch.Tensor) -> torch.Tensor:
+    """float64 stays float64; everything else is computed in float32 (half precision would lose digits)."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
+def _add(sums: Sums, roles: Roles, role: str, value: torch.Tensor) -> None:
+    if role in roles:
+        sums[roles[role]] += value.float().reshape(sums[roles[role]].shape)
+
+
+def _sum_squared_products(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """``sum_i (left_i @ right_i)^2`` for (B, O, L) and (B, L, P): one sample's (O, P) product at a time.
+
+    Sample by sample, the product stays in cache while it is squared into the total; a (B, O, P) batch
+    of products would be written out and read back, which costs more than the products themselves.
+    """
+    total = torch.zeros(left.shape[1], right.shape[2], dtype=left.dtype, device=left.device)
+    product = torch.empty_like(total)
+    for one_left, one_right in zip(left, right, strict=True):
+        torch.mm(one_left, one_right, out=product)
+        total.addcmul_(product, product)
+    return total
+
+
+def _linear_fits(module: nn.Linear, x: torch.Tensor) -> bool:
+    return x.dim() >= 2
+
+
+def _linear_add(module: nn.Linear, x: torch.Tensor, g: torch.Tensor, roles: Roles, sums: Sums) -> None:
+    size = x.shape[0]
+    x, g = _work(x).reshape(size, -1, x.shape[-1]), _work(g).reshape(size, -1, g.shape[-1])
+    if x.shape[1] == 1:  # one row per sample: sum_i (g_i x_i^T)^2 = (g^2)^T (x^2)
+        x, g = x[:, 0], g[:, 0]
+        _add(sums, roles, "weight", g.square().T @ x.square())
+        _add(sums, roles, "bias", g.square().sum(dim=0))
+        return
+    if "weight" in roles:  # sample i's gradient: sum over its rows t of g_it x_it^T
+        _add(sums, roles, "weight", _sum_squared_products(g.transpose(1, 2), x))
+    _add(sums, roles, "bias", g.sum(dim=1).square().sum(dim=0))
+
+
+def _conv_padding(module: nn.Conv2d) -> tuple[int, int] | None:
+    """Zero padding per side (rows, columns), or None when the layer pads otherwise or groups channels."""
+    if module.padding_mode != "zeros" or module.groups != 1:
+        return None
+    if module.padding == "valid":
+        return (0, 0)
+    if module.padding == "same":
+        totals = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)]
+        return None if any(t % 2 for t in totals) else (totals[0] // 2, totals[1] // 2)
+    return (module.padding[0], module.padding[1])
+
+
+def _conv_fits(module: nn.Conv2d, x: torch.Tensor) -> bool:
+    return x.dim() == 4 and _conv_padding(module) is not None
+
+
+def _conv_columns(module: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """The (B, L, P) input patch each of the L output positions sees, from strided views (one copy).
+
+    P runs over (in, kh, kw) as the weight does, or over (kh, kw, in) for a channels-last input (then
+    the copy reads contiguous channels; the second value says so).
+    """
+    (ph, pw), (dh, dw) = _conv_padding(module), module.dilation
+    (kh, kw), (sh, sw) = module.kernel_size, module.stride
+    padded = F.pad(x, (pw, pw, ph, ph))
+    windows = padded.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)[..., ::dh, ::dw]
+    size, positions = x.shape[0], windows.shape[2] * windows.shape[3]
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return windows.permute(0, 2, 3, 4, 5, 1).reshape(size, positions, -1), True
+    return windows.permute(0, 1, 4, 5, 2, 3).reshape(size, -1, positions).transpose(1, 2), False
+
+
+def _conv_add(module: nn.Conv2d, x: torch.Tensor, g: torch.Tensor, roles: Roles, sums: Sums) -> None:
+    size, out = g.shape[:2]
+    g = _work(g).reshape(size, out, -1)  # (B, out, L)
+    if "weight" in roles:  # sample i's gradient: g_i (out, L) @ columns_i (L, P)
+        x, (kh, kw) = _work(x), module.kernel_size
+        for part in _sample_chunks(size, module.weight[0].numel() * g.shape[-1]):
+            columns, channels_last = _conv_columns(module, x[part])
+            total = _sum_squared_products(g[part], columns)
+            if channels_last:
+                total = total.view(out, kh, kw, -1).permute(0, 3, 1, 2)
+            _add(sums, roles, "weight", total)
+    _add(sums, roles, "bias", g.sum(dim=2).square().sum(dim=0))
+
+
+def _batch_norm_fits(module: nn.BatchNorm1d | nn.BatchNorm2d, x: torch.Tensor) -> bool:
+    # Running statistics only: batch statistics would couple the samples.
+    dims = (4,) if isinstance(module, nn.BatchNorm2d) else (2, 3)
+    return not module.training and module.running_mean is not None and x.dim() in dims
+
+
+def _batch_norm_add(
+    module: nn.BatchNorm1d | nn.BatchNorm2d,
+    x: torch.Tensor,
+    g: torch.Tensor,
+    roles: Roles,
+    sums: Sums,
+) -> None:
+    """With x_hat = (x - mean) * scale per channel: sum g x_hat = scale * (sum g x - mean * sum g)."""
+    x, g = _work(x), _work(g)
+    spatial = tuple(range(2, x.dim()))  # summed in place, whatever the memory layout
+    g_sum = g.sum(dim=spatial) if spatial else g  # (B, C): each sample's bias gradient
+    if "weight" in roles:
+        gx = (g * x).sum(dim=spatial) if spatial else g * x
+        mean, var = _work(module.running_mean), _work(module.running_var)
+        per_sample = torch.rsqrt(var + module.eps) * (gx - mean * g_sum)
+        _add(sums, roles, "weight", per_sample.square().sum(dim=0))
+    _add(sums, roles, "bias", g_sum.square().sum(dim=0))
+
+
+def _layer_norm_fits(module: nn.LayerNorm, x: torch.Tensor) -> bool:
+    return x.dim() > len(module.normalized_shape)
+
+
+def _layer_norm_add(module: nn.LayerNorm, x: torch.Tensor, g: torch.Tensor, roles: Roles, sums: Sums) -> None:
+    shape = (x.shape[0], -1, *module.normalized_shape)  # (B, rows, *normalized_shape)
+    x, g = _work(x).reshape(shape), _work(g).reshape(shape)
+    if "weight" in roles:
+        var, mean = torch.var_mean(x, dim=tuple(range(2, x.dim())), correction=0, keepdim=True)
+        x_hat = (x - mean) * torch.rsqrt(var + module.eps)
+        _add(sums, roles, "weight", (g * x_hat).sum(dim=1).square().sum(dim=0))
+    _add(sums, roles, "bias", g.sum(dim=1).square().sum(dim=0))
+
+
+def _embedding_fits(module: nn.Embedding, x: torch.Tensor) -> bool:
+    # max_norm renormalises rows in place; scale_grad_by_freq scales by counts over the whole batch.
+    return x.dim() >= 1 and module.max_norm is None and not module.scale_grad_by_freq
+
+
+def _embedding_add(module: nn.Embedding, x: torch.Tensor, g: torch.Tensor, roles: Roles, sums: Sums) -> None:
+    """Row v of sample i's gradient is the sum of g over i's tokens equal to v; never (B, V, D) dense."""
+    size, dim = x.shape[0], g.shape[-1]
+    ids = x.reshape(size, -1)
+    owners = torch.arange(size, device=ids.device).unsqueeze(1).expand_as(ids).reshape(-1)
+    ids, g = ids.reshape(-1), _work(g).reshape(-1, dim)
+    if module.padding_idx is not None:  # the padding row never receives a gradient
+        keep = ids != module.padding_idx
+        ids, owners, g = ids[keep], owners[keep], g[keep]
+    keys, slot = torch.unique(owners * module.num_embeddings + ids, return_inverse=True)
+    rows = torch.zeros(keys.numel(), dim, dtype=g.dtype, device=g.device).index_add_(0, slot, g)
+    sums[roles["weight"]].index_add_(0, keys % module.num_embeddings, rows.square().float())
+
+
+# Exact module type -> (does this call's input allow the closed form, add the call's squared gradients).
+# Subclasses are left out on purpose: they may override forward.
+_RULES: dict[type[nn.Module], tuple[Callable[..., bool], Callable[..., None]]] = {
+    nn.Linear: (_linear_fits, _linear_add),
+    nn.Conv2d: (_conv_fits, _conv_add),
+    nn.BatchNorm1d: (_batch_norm_fits, _batch_norm_add),
+    nn.BatchNorm2d: (_batch_norm_fits, _batch_norm_add),
+    nn.LayerNorm: (_layer_norm_fits, _layer_norm_add),
+    nn.Embedding: (_embedding_fits, _embedding_add),
+}
+
+
 @dataclass
 class _Call:
-    """What one forward recorded about a Linear layer (hook handles kept for removal)."""
+    """What one forward recorded about a layer: its input and where its output's gradient arrives."""
 
     calls: int = 0
     inputs: torch.Tensor | None = None
-    out_grad: torch.Tensor | None = None
-    handles: list[torch.utils.hooks.RemovableHandle] = field(default_factory=list)
+    version: int = 0
+    edge: GradientEdge | None = None
 
 
-class _LinearTracer:
-    """Forward hooks on the Linear layers eligible for the ``(g^2)^T (x^2)`` identity."""
+class _LayerTracer:
+    """Forward hooks on the layers whose per-sample squared gradients have a closed form (``_RULES``)."""
 
     def __init__(self, model: nn.Module, selected: dict[str, nn.Parameter]) -> None:
         self.model = model
+        self.size = 0
         owners: dict[int, int] = {}
         for module in model.modules():
             for param in module.parameters(recurse=False):
                 owners[id(param)] = owners.get(id(param), 0) + 1
         name_of = {id(param): name for name, param in selected.items()}
         # module -> {"weight"/"bias": Fisher name} for the module's selected, unshared parameters
-        self.candidates: dict[nn.Linear, dict[str, str]] = {}
+        self.candidates: dict[nn.Module, Roles] = {}
         for module in model.modules():
-            if type(module) is not nn.Linear:
+            if type(module) not in _RULES:
                 continue
             own = {
                 role: name_of[id(param)]
-                for role, param in (("weight", module.weight), ("bias", module.bias))
-                if param is not None and id(param) in name_of
+                for role, param in module.named_parameters(recurse=False)
+                if id(param) in name_of
             }
             shared = any(owners[id(p)] > 1 for p in module.parameters(recurse=False))
             if own and not shared:
                 self.candidates[module] = own
-        self.state: dict[nn.Linear, _Call] = {module: _Call() for module in self.candidates}
+        self.state: dict[nn.Module, _Call] = {module: _Call() for module in self.candidates}
 
-    def _record(self, module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+    def _record(self, module: nn.Module, args: tuple[object, ...], output: object) -> None:
         call = self.state[module]
         call.calls += 1
-        if call.calls == 1 and args[0].dim() == 2 and output.requires_grad:
-            call.inputs = args[0].detach()
+        if call.calls != 1 or not args or not isinstance(args[0], torch.Tensor):
+            return
+        x = args[0]
+        fits = _RULES[type(module)][0]
+        if (
+            isinstance(output, torch.Tensor)
+            and output.requires_grad
+            and x.shape[:1] == (self.size,)
+            and output.shape[:1] == (self.size,)
+            and fits(module, x)
+        ):
+            # The edge, not the tensor: a later in-place op (ReLU(inplace=True)) rebinds the tensor's
+            # grad_fn, while the edge keeps naming the gradient of what this layer returned.
+            call.inputs, call.version, call.edge = x.detach(), x._version, get_gradient_edge(output)
 
-            def keep(g: torch.Tensor, call: _Call = call) -> None:
-                call.out_grad = g.detach()
-
-            call.handles.append(output.register_hook(keep))
-
-    def accumulate(
-        self, loss_fn: ModelLoss, batch: Batch, size: int, sums: dict[str, torch.Tensor]
-    ) -> set[str]:
+    def accumulate(self, loss_fn: ModelLoss, batch: Batch, size: int, sums: Sums) -> set[str]:
         """Add the exact per-sample squared gradients of the eligible layers; return the names done."""
         for call in self.state.values():
-            call.calls, call.inputs, call.out_grad = 0, None, None
-        # Hooks live only for this forward/backward, so the torch.func pass never triggers them.
-        forward_hooks = [module.register_forward_hook(self._record) for module in self.candidates]
-        eligible: list[nn.Linear] = []
+            call.calls, call.inputs, call.edge = 0, None, None
+        self.size = size
+        # Hooks live only for this forward, so the torch.func pass never triggers them.
+        handles = [module.register_forward_hook(self._record) for module in self.candidates]
         try:
             losses = _per_sample_losses(loss_fn, self.model, batch, size)
-            eligible = self._eligible(losses, size)
-            if eligible and losses.requires_grad:
-                targets = [getattr(m, role) for m in eligible for role in self.candidates[m]]
-                torch.autograd.grad(losses.sum(), targets, allow_unused=True)
         finally:
-            for handle in forward_hooks:
+            for handle in handles:
                 handle.remove()
-            for call in self.state.values():
-                for handle in call.handles:
-                    handle.remove()
-                call.handles.clear()
+        eligible = self._eligible(losses)
+        reached = [m for m in eligible if self.state[m].edge is not None]
+        grads: Sequence[torch.Tensor | None] = [None] * len(reached)
+        if reached and losses.requires_grad:
+            # Gradients w.r.t. the layer outputs only: no parameter gradient is formed on the way.
+            edges = [self.state[m].edge for m in reached]
+            grads = torch.autograd.grad(losses.sum(), edges, allow_unused=True)
         done: set[str] = set()
         for module in eligible:
-            call = self.state[module]
-            roles = self.candidates[module]
-            done.update(roles.values())
-            if call.out_grad is None:
-                continue  # the layer does not reach the loss: its per-sample gradients are zero
-            g2 = call.out_grad.float().square()
-            if "weight" in roles:
-                sums[roles["weight"]] += g2.T @ call.inputs.float().square()
-            if "bias" in roles:
-                sums[roles["bias"]] += g2.sum(dim=0)
+            done.update(self.candidates[module].values())
+        with torch.no_grad():
+            for module, g in zip(reached, grads, strict=True):
+                if g is not None:  # None: the layer does not reach the loss, its gradients are zero
+                    add = _RULES[type(module)][1]
+                    add(module, self.state[module].inputs, g.detach(), self.candidates[module], sums)
+        for call in self.state.values():
+            call.inputs, call.edge = None, None
         return done
 
-    def _eligible(self, losses: torch.Tensor, size: int) -> list[nn.Linear]:
-        """Layers called once on a (B, in) input whose parameters feed no other operation."""
+    def _eligible(self, losses: torch.Tensor) -> list[nn.Module]:
+        """Layers called once on a per-sample input whose parameters feed no other operation."""
         consumers = _leaf_consumers(losses)
         eligible = []
         for module, call in self.state.items():
-            once = call.calls == 1 and call.inputs is not None and call.inputs.shape[0] == size
+            once = (
+                call.calls == 1
+                and call.inputs is not None
+                and call.inputs._version == call.version  # not overwritten in place since
+            )
             # An uncalled layer whose parameters nothing consumes has zero gradients: also exact.
             uses = min(call.calls, 1)
             params = [getattr(module, role) for role in self.candidates[module]]
@@ -349,8 +543,8 @@ class _LinearTracer:
 def _leaf_consumers(root: torch.Tensor) -> dict[int, int]:
     """How many autograd nodes consume each leaf tensor in the graph of ``root``.
 
-    A Linear weight used by its layer once has exactly one consumer; any further use (a functional call
-    with ``layer.weight``, a second call) adds one, which the hook identity would miss.
+    A layer's weight used by the layer once has exactly one consumer; any further use (a functional call
+    with ``layer.weight``, a second call) adds one, which the closed forms would miss.
     """
     counts: dict[int, int] = {}
     if root.grad_fn is None:
@@ -417,7 +611,7 @@ def _vmap_accumulate(
 
     per_sample_grad = vmap(grad(sample_loss), in_dims=(None, 0))
     numel = sum(p.numel() for p in params.values())
-    chunk = max(1, min(size, _VMAP_ELEMENT_BUDGET // max(numel, 1)))
+    chunk = max(1, min(size, _ELEMENT_BUDGET // max(numel, 1)))
     with torch.no_grad():
         for start in range(0, size, chunk):
             part = {key: value[start : start + chunk] for key, value in batch.items()}
