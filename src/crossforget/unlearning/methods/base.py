@@ -140,7 +140,9 @@ class StageTimer:
         return {**self.seconds, "total": sum(self.seconds.values())}
 
 
-def sample_indices(indices: np.ndarray, budget: int | None, seed: int, what: str) -> np.ndarray:
+def sample_indices(
+    indices: np.ndarray, budget: int | None, seed: int | np.random.SeedSequence, what: str
+) -> np.ndarray:
     """A seeded sample of at most ``budget`` indices (all of them when budget is None)."""
     if budget is not None and budget < 1:
         raise CrossforgetError(f"the {what} sample budget must be >= 1 (or 'all'), got {budget}")
@@ -150,6 +152,21 @@ def sample_indices(indices: np.ndarray, budget: int | None, seed: int, what: str
         return np.sort(indices)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(indices, size=budget, replace=False))
+
+
+def forget_sample(task: UnlearningTask, budget: int | None, seed: int) -> np.ndarray:
+    """The forget sample of run ``seed``, drawn the same way by every method that samples D_f.
+
+    Seed s therefore means the same forget samples in SSD, PPP and any other sampled method, so their
+    results at one seed are a paired comparison. It is drawn from ``default_rng(seed)``; a method that
+    needs more samples draws them from ``extra_streams(seed, n)``, which never shifts this one.
+    """
+    return sample_indices(task.train_forget, budget, seed, "forget")
+
+
+def extra_streams(seed: int, count: int) -> list[np.random.SeedSequence]:
+    """``count`` seed streams of run ``seed`` independent of the forget sample's (SeedSequence children)."""
+    return np.random.SeedSequence(seed).spawn(count)
 
 
 def copy_model(model: nn.Module) -> nn.Module:

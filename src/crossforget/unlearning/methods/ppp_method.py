@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 from torch import nn
 
 from crossforget.errors import CrossforgetError
@@ -14,6 +13,8 @@ from crossforget.unlearning.methods.base import (
     UnlearningTask,
     UnlearnResult,
     copy_model,
+    extra_streams,
+    forget_sample,
     register_method,
     sample_indices,
 )
@@ -67,15 +68,17 @@ class PPP:
             info = neighbour_structure(prototypes, task.forget_classes, o.k)
         retain_labels = task.labels[task.train_retain].numpy().astype(bool)
         in_neighbour = retain_labels[:, info.neighbours].any(axis=1)
-        seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=3)
-        forget = sample_indices(task.train_forget, o.forget_samples, int(seeds[0]), "forget")
+        # The forget sample is the one every sampled method draws at this seed (paired with SSD);
+        # the neighbour and retain samples come from streams of their own.
+        forget = forget_sample(task, o.forget_samples, seed)
+        neighbour_stream, retain_stream = extra_streams(seed, 2)
         neighbour = sample_indices(
-            task.train_retain[in_neighbour], o.neighbour_samples, int(seeds[1]), "neighbour"
+            task.train_retain[in_neighbour], o.neighbour_samples, neighbour_stream, "neighbour"
         )
         if o.retain_set not in ("rest", "all"):
             raise CrossforgetError(f"retain_set must be 'rest' or 'all', got {o.retain_set!r}")
         pool = task.train_retain[~in_neighbour] if o.retain_set == "rest" else task.train_retain
-        rest = sample_indices(pool, o.retain_samples, int(seeds[2]), "retained")
+        rest = sample_indices(pool, o.retain_samples, retain_stream, "retained")
         with timer.stage("fisher_forget"):
             fisher_f = fisher_over(clone, task, forget, o.estimator, o.batch_size, "D_f")
         with timer.stage("fisher_neighbour"):
@@ -97,7 +100,7 @@ class PPP:
             "available": {
                 "forget": int(task.train_forget.size),
                 "neighbour": int(in_neighbour.sum()),
-                "retain": int((~in_neighbour).sum()),
+                "retain": int(pool.size),
             },
         }
         if forget_fisher_is_zero(fisher_f):

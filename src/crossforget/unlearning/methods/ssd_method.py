@@ -12,8 +12,8 @@ from crossforget.unlearning.methods.base import (
     UnlearningTask,
     UnlearnResult,
     copy_model,
+    forget_sample,
     register_method,
-    sample_indices,
 )
 from crossforget.unlearning.methods.common import fisher_over, forget_fisher_is_zero
 from crossforget.unlearning.ssd import ssd_dampen
@@ -44,7 +44,7 @@ class SSD:
         o = self.options
         timer = StageTimer()
         clone = copy_model(model)
-        forget = sample_indices(task.train_forget, o.forget_samples, seed, "forget")
+        forget = forget_sample(task, o.forget_samples, seed)
         with timer.stage("fisher_forget"):
             fisher_f = fisher_over(clone, task, forget, o.estimator, o.batch_size, "D_f")
         stored = o.use_stored_fisher and task.stored_fisher is not None
