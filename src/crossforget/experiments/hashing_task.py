@@ -20,7 +20,12 @@ from crossforget.models.persist import HashingCheckpoint
 from crossforget.reproducibility import seed_everything
 from crossforget.training import TrainingRecipe, train_model
 from crossforget.unlearning.fisher import diagonal_fisher
-from crossforget.unlearning.methods.base import UnlearningMethod, UnlearningTask, UnlearnResult
+from crossforget.unlearning.methods.base import (
+    UnlearningMethod,
+    UnlearningTask,
+    UnlearnResult,
+    stored_fisher_record,
+)
 
 STORED_FISHER_BATCH = 32
 
@@ -148,7 +153,6 @@ def _fit_relabelled(
 def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRequest) -> UnlearningTask:
     store = store_for(saved, loaded)
     part = partition(loaded.data, loaded.split, request)
-    fisher_meta = saved.config.get("stored_fisher", {})
     return UnlearningTask(
         loss=_fixed_proxies(saved.loss),
         batches=lambda indices, size: iterate_batches(store, indices, size),
@@ -161,7 +165,8 @@ def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRe
         fresh_model=partial(_fresh, saved),
         reinit_names=partial(_reinit_names, saved),
         prototypes=partial(_prototypes, saved, store, loaded.split.train),
-        stored_fisher=saved.fisher if saved.fisher and fisher_meta.get("estimator") == "batch" else None,
+        stored_fisher=saved.fisher or None,
+        stored_fisher_info=stored_fisher_record(saved.config, saved.fisher),
         training_epochs=int(saved.config["training"]["recipe"]["epochs"]),
         outputs=_codes,
         distillation_loss=_code_mse,

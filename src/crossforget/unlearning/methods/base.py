@@ -39,6 +39,8 @@ class UnlearningTask:
     reinit_names: Callable[[nn.Module], list[str]]
     prototypes: Callable[[str], torch.Tensor]
     stored_fisher: dict[str, torch.Tensor] | None = None
+    # How ``stored_fisher`` was made: {"estimator", "batch_size"[, "samples"]} (see ``stored_fisher_record``).
+    stored_fisher_info: dict[str, Any] | None = None
     training_epochs: int = 1
     # Optional pieces for the output-level methods (Bad Teacher, Amnesiac); None where not provided.
     # outputs(model, batch) -> (B, ...) what the model emits (logits, or image and text codes side by side);
@@ -52,6 +54,18 @@ class UnlearningTask:
     @property
     def train_all(self) -> np.ndarray:
         return np.sort(np.concatenate([self.train_forget, self.train_retain]))
+
+
+# Checkpoints written before the record existed store a Fisher without saying how it was made;
+# ``attach_full_fisher`` has only ever used the batch estimator at batch size 32.
+LEGACY_STORED_FISHER = {"estimator": "batch", "batch_size": 32}
+
+
+def stored_fisher_record(config: dict, fisher: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    """How a checkpoint's stored Fisher was made, from its config (None when it stores none)."""
+    if not fisher:
+        return None
+    return dict(config.get("stored_fisher") or LEGACY_STORED_FISHER)
 
 
 @dataclass
