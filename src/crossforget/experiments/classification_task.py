@@ -389,6 +389,14 @@ def _fresh(saved: ClassifierCheckpoint, seed: int) -> nn.Module:
     return model
 
 
+def _random(saved: ClassifierCheckpoint, seed: int) -> nn.Module:
+    """The architecture with random weights everywhere, pretrained backbone or not (SPEC section 5)."""
+    seed_everything(seed)
+    model, _ = build_classifier(saved.config["model"], load_pretrained=False)
+    model.eval()
+    return model
+
+
 def _reinit_names(saved: ClassifierCheckpoint, model: nn.Module) -> list[str]:
     """Bad model re-initialises what was trained from scratch: the head only on a pretrained backbone."""
     if saved.config["model"].get("pretrained"):
@@ -440,6 +448,7 @@ def classification_task(
         outputs=_outputs,
         distillation_loss=kl_to_teacher,
         fit_relabelled=partial(_fit_relabelled, saved, store),
+        random_model=partial(_random, saved),
     )
 
 

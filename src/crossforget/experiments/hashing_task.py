@@ -15,6 +15,7 @@ from crossforget.device import module_device
 from crossforget.experiments.training_run import LoadedData, compute_prototypes, initial_model
 from crossforget.losses.base import ModelLoss
 from crossforget.losses.dsph import DSPHLoss
+from crossforget.models.factory import build_hasher
 from crossforget.models.inputs import BatchSource, iterate_batches
 from crossforget.models.persist import HashingCheckpoint
 from crossforget.reproducibility import seed_everything
@@ -70,6 +71,15 @@ def _fresh(saved: HashingCheckpoint, seed: int) -> nn.Module:
     """A model as training starts it (pretrained CLIP weights included), on the checkpoint's device."""
     seed_everything(seed)
     model, _ = initial_model(saved.config["model"])
+    model.to(module_device(saved.model))
+    model.eval()
+    return model
+
+
+def _random(saved: HashingCheckpoint, seed: int) -> nn.Module:
+    """The architecture with random weights everywhere (no pretrained CLIP), on the checkpoint's device."""
+    seed_everything(seed)
+    model, _ = build_hasher(saved.config["model"])
     model.to(module_device(saved.model))
     model.eval()
     return model
@@ -171,6 +181,7 @@ def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRe
         outputs=_codes,
         distillation_loss=_code_mse,
         fit_relabelled=partial(_fit_relabelled, saved, store),
+        random_model=partial(_random, saved),
     )
 
 

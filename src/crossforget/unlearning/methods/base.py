@@ -50,6 +50,10 @@ class UnlearningTask:
     outputs: Callable[[nn.Module, Batch], torch.Tensor] | None = None
     distillation_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     fit_relabelled: Callable[..., None] | None = None
+    # random_model(seed) -> the architecture with every weight randomly initialised, no pretrained
+    # weights (Bad Teacher's incompetent teacher); ``fresh_model`` is where training starts, pretrained
+    # weights included.
+    random_model: Callable[[int], nn.Module] | None = None
 
     @property
     def train_all(self) -> np.ndarray:
