@@ -74,6 +74,7 @@ def _toy_task(fit_relabelled=None) -> UnlearningTask:
         outputs=lambda model, batch: model(batch["x"]),
         distillation_loss=kl_to_teacher,
         fit_relabelled=fit_relabelled,
+        random_model=uniform_teacher,
     )
 
 

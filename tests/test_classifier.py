@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -201,3 +203,33 @@ def test_every_method_on_a_classifier(name, tiny):
     assert first.timings["total"] >= 0
     assert ct.predict(first.model, store, data.test).shape == (data.test.size, data.num_classes)
     assert not np.isnan(ct.evaluate_classifier(first.model, store, data, task.forget_classes)["retain_acc"])
+
+
+def test_bad_teachers_incompetent_teacher_is_random_even_with_a_pretrained_backbone(tiny, tmp_path):
+    data, _, _ = tiny
+    torch.manual_seed(12345)  # pretrained weights unlike any seeded random initialisation below
+    source = ResNetForImageClassification(
+        ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=5)
+    )
+    source.save_pretrained(tmp_path / "resnet")
+    config = classifier_config("resnet-small", data.num_classes, 32, pretrained=tmp_path / "resnet")
+    model, preprocessor = build_classifier(config)
+    meta = {
+        "model": config,
+        "class_names": data.class_names,
+        "training": {"recipe": ct.ClassifierRecipe().to_dict()},
+    }
+    saved = ct.ClassifierCheckpoint(model, preprocessor, meta)
+    task = ct.classification_task(saved, data, ct.make_store(data, config), [data.class_index("dog")])
+    stem = "net.resnet.embedder.embedder.convolution.weight"
+    pretrained = source.state_dict()["resnet.embedder.embedder.convolution.weight"]
+    assert torch.equal(task.fresh_model(0).state_dict()[stem], pretrained)  # Retrain starts pretrained
+    assert not torch.equal(task.random_model(0).state_dict()[stem], pretrained)
+    teachers = []
+
+    def recording(seed: int):
+        teachers.append(task.random_model(seed))
+        return teachers[-1]
+
+    create_method("bad_teacher").unlearn(model, dataclasses.replace(task, random_model=recording), seed=0)
+    assert len(teachers) == 1 and not torch.equal(teachers[0].state_dict()[stem], pretrained)

@@ -266,6 +266,24 @@ def test_bad_model_reinitialises_only_the_heads(clip_run: Path) -> None:
     assert changed == {k for k in old_state if k.startswith(("image_head.", "text_head."))}
 
 
+def test_random_model_has_no_pretrained_clip_weights(clip_run: Path) -> None:
+    """Bad Teacher's incompetent teacher: random everywhere; Retrain's start: pretrained CLIP encoders."""
+    from crossforget.data.forget import ForgetRequest
+    from crossforget.experiments.hashing_task import hashing_task
+    from crossforget.experiments.training_run import load_data
+    from crossforget.models.persist import load_hashing_checkpoint
+
+    saved = load_hashing_checkpoint(clip_run / "bits16")
+    task = hashing_task(saved, load_data(saved.dataset_spec), ForgetRequest(["dog"]))
+    fresh = [task.fresh_model(s).state_dict() for s in (0, 1)]
+    random = [task.random_model(s).state_dict() for s in (0, 1)]
+    encoder = [k for k in fresh[0] if k.startswith("image_encoder.") and k.endswith("weight")]
+    assert encoder and all(torch.equal(fresh[0][k], fresh[1][k]) for k in encoder)  # the pretrained weights
+    assert all(not torch.equal(random[0][k], random[1][k]) for k in encoder if random[0][k].std() > 0)
+    # (the tiny CLIP folder itself was written from torch seed 0, so compare seed 1 with it)
+    assert any(not torch.equal(random[1][k], fresh[0][k]) for k in encoder)
+
+
 def test_train_unlearn_evaluate_through_the_cli(clip_run: Path, tmp_path: Path) -> None:
     unlearned = tmp_path / "ppp"
     code = main(

@@ -89,3 +89,16 @@ def test_regulariser_penalises_similar_codes_of_disjoint_multilabel_samples():
     without = loss.from_codes(codes, codes, labels)
     # ii and tt: the two off-diagonal disjoint pairs have sim 1; it: also the two cross pairs -> 3 terms.
     assert (with_reg - without).item() == pytest.approx(3 * 0.8 * 1.0, abs=1e-6)
+
+
+def test_regulariser_leaves_out_single_label_samples():
+    # Samples 0 and 1 carry two labels each and share none (identical codes: sim 1). Sample 2 carries
+    # one label, none shared with sample 1, and an orthogonal code (sim 0 with both): were it counted,
+    # the disjoint pairs would be (0,1), (1,0), (1,2), (2,1) and each mean would halve to 0.5.
+    loss = _loss_with([[1, 0], [0, 1], [-1, 0], [0, -1]], margin=0.0)
+    codes = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    labels = torch.tensor([[1.0, 1.0, 0, 0], [0, 0, 1.0, 1.0], [1.0, 0, 0, 0]])
+    with_reg = loss.from_codes(codes, codes, labels)
+    loss.alpha_reg = 0.0
+    without = loss.from_codes(codes, codes, labels)
+    assert (with_reg - without).item() == pytest.approx(3 * 0.8 * 1.0, abs=1e-6)

@@ -212,6 +212,37 @@ def test_random_ranking_map_matches_exhaustive_enumeration() -> None:
     assert random_ranking_map(single, np.zeros((1, 1)), empty_query="skip") == 0.0
 
 
+def test_random_ranking_map_at_k_matches_exhaustive_enumeration() -> None:
+    for n_db in range(1, 7):
+        perms = list(itertools.permutations(range(n_db)))
+        for relevant in range(n_db + 1):
+            dl = np.zeros((n_db, 1), dtype=np.int64)
+            dl[:relevant] = 1
+            for topk in range(1, n_db + 2):  # n_db + 1: deeper than the database means all of it
+                ap_values = [reference_ap(dl[list(p[:topk]), 0] > 0)[0] for p in perms]
+                expected = random_ranking_map(np.ones((1, 1)), dl, topk=topk)
+                assert abs(expected - np.mean(ap_values)) <= 1e-12, (n_db, relevant, topk)
+
+
+def test_random_ranking_map_at_k_matches_monte_carlo_on_a_large_database() -> None:
+    # N = 1000, R = 50, k = 10: the setting where the mAP@all chance level (0.056) was reported for mAP@10.
+    n_db, relevant, topk, trials = 1000, 50, 10, 40_000
+    rng = np.random.default_rng(3)
+    top = np.argsort(rng.random((trials, n_db)), axis=1)[:, :topk] < relevant  # random rankings, top k
+    cumulative = np.cumsum(top, axis=1)
+    hits = top.sum(axis=1)
+    sums = (top * cumulative / np.arange(1, topk + 1)).sum(axis=1)
+    samples = np.divide(sums, hits, out=np.zeros(trials), where=hits > 0)
+    dl = np.zeros((n_db, 1), dtype=np.int64)
+    dl[:relevant] = 1
+    chance = random_ranking_map(np.ones((1, 1)), dl, topk=topk)
+    assert abs(chance - samples.mean()) < 4 * samples.std(ddof=1) / np.sqrt(trials)
+    assert chance == pytest.approx(0.12559, abs=1e-5)
+    assert random_ranking_map(np.ones((1, 1)), dl) == pytest.approx(0.0562, abs=1e-4)
+    with pytest.raises(CrossforgetError, match="no closed form"):
+        random_ranking_map(np.ones((1, 1)), dl, topk=topk, empty_query="skip")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

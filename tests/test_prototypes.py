@@ -62,18 +62,30 @@ def test_single_forget_class_neighbours_and_gamma() -> None:
 
 def test_multi_class_forgetting() -> None:
     info = neighbour_structure(LINE, [3, 0], k=1)
-    # forget classes are never neighbours: 0 -> 1 (distance 1), 3 -> 2 (distance 2); rest = {4}
+    # forget classes are never neighbours: 0 -> 1 (distance 1), 3 -> 2 (distance 2); outside both: {4}
     assert info.per_forget == {0: [1], 3: [2]} and info.neighbours == [1, 2] and info.rest == [4]
     assert info.mu_n == 1.5  # mean of 1 and 2
-    assert info.mu_rest == 5.0  # mean of |0 - (-3)| = 3 and |4 - (-3)| = 7
-    assert math.isclose(info.gamma, 100 / 9)
+    # Per forget class, the remaining retained classes exclude only its own neighbours:
+    # class 0 -> {2, 4}: (2 + 3) / 2 = 2.5; class 3 -> {1, 4}: (3 + 7) / 2 = 5; mu_rest = 3.75.
+    assert info.mu_rest == 3.75
+    assert math.isclose(info.gamma, 6.25)  # (3.75 / 1.5)^2; excluding the union {1, 2} would give 100/9
 
 
 def test_given_neighbour_lists_match_k() -> None:
     info = neighbour_structure(LINE, [0, 3], k=1)
     assert correction_factor(LINE, [0, 3], info.per_forget) == info.gamma
-    # hand-picked neighbours: 0 -> {4} (3), 3 -> {1} (3); rest {2}: (2 + 2) / 2 = 2 -> gamma = (2/3)^2
-    assert math.isclose(correction_factor(LINE, [0, 3], {0: [4], 3: [1]}), 4 / 9)
+    # hand-picked neighbours: 0 -> {4} (3), 3 -> {1} (3), mu_n = 3; remaining: 0 -> {1, 2}: 1.5,
+    # 3 -> {2, 4}: (2 + 7) / 2 = 4.5, mu_rest = 3 -> gamma = 1
+    assert math.isclose(correction_factor(LINE, [0, 3], {0: [4], 3: [1]}), 1.0)
+
+
+def test_a_plain_neighbour_list_serves_a_single_forget_class() -> None:
+    assert math.isclose(correction_factor(LINE, [0], [1, 2]), 49 / 9)
+    assert math.isclose(correction_factor(LINE, [0], (2, 1)), correction_factor(LINE, [0], {0: [1, 2]}))
+    with pytest.raises(CrossforgetError, match=r"2 forget classes give the neighbours as a mapping"):
+        correction_factor(LINE, [0, 3], [1, 2])
+    with pytest.raises(CrossforgetError, match=r"exactly the forget classes \[0, 3\] as keys, got \[0\]"):
+        correction_factor(LINE, [0, 3], {0: [1]})
 
 
 def test_ties_break_by_class_index_and_nan_classes_are_skipped() -> None:

@@ -3,7 +3,8 @@
 D_r mAP: queries without a forget label, relevance = any shared label.
 D_f mAP (forget label): queries with a forget label, relevant = database items carrying a forget
 label ("is the forgotten concept still retrievable?"). D_f mAP (any label): the same queries,
-relevance = any shared label. Each comes with the chance level (expected mAP of a random ranking).
+relevance = any shared label. Each comes with the chance level: the exact expected mAP (mAP@k under
+``topk``) of a uniformly random ranking.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _score(
     if query.shape[0] == 0:
         return float("nan"), float("nan")
     value = mean_average_precision(query, database, q_labels, d_labels, topk=topk)
-    return float(value), float(random_ranking_map(q_labels, d_labels))
+    return float(value), float(random_ranking_map(q_labels, d_labels, topk=topk))
 
 
 def retrieval_scores(

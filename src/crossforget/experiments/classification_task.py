@@ -45,7 +45,7 @@ from crossforget.progress import progress_bar
 from crossforget.reproducibility import environment_stamp, seed_everything
 from crossforget.training import warmup_cosine
 from crossforget.unlearning.fisher import diagonal_fisher
-from crossforget.unlearning.methods.base import UnlearningTask
+from crossforget.unlearning.methods.base import UnlearningTask, stored_fisher_record
 from crossforget.unlearning.prototypes import class_prototypes
 
 KIND = "classifier"
@@ -389,6 +389,14 @@ def _fresh(saved: ClassifierCheckpoint, seed: int) -> nn.Module:
     return model
 
 
+def _random(saved: ClassifierCheckpoint, seed: int) -> nn.Module:
+    """The architecture with random weights everywhere, pretrained backbone or not (SPEC section 5)."""
+    seed_everything(seed)
+    model, _ = build_classifier(saved.config["model"], load_pretrained=False)
+    model.eval()
+    return model
+
+
 def _reinit_names(saved: ClassifierCheckpoint, model: nn.Module) -> list[str]:
     """Bad model re-initialises what was trained from scratch: the head only on a pretrained backbone."""
     if saved.config["model"].get("pretrained"):
@@ -422,7 +430,6 @@ def classification_task(
     if train_forget.size == 0:
         names = ", ".join(data.class_names[c] for c in forget_classes)
         raise CrossforgetError(f"no training image of {names}; nothing to forget")
-    fisher_meta = saved.config.get("stored_fisher", {})
     return UnlearningTask(
         loss=CrossEntropyLoss(),
         batches=lambda indices, size: classifier_batches(store, indices, size),
@@ -435,11 +442,13 @@ def classification_task(
         fresh_model=partial(_fresh, saved),
         reinit_names=partial(_reinit_names, saved),
         prototypes=partial(_prototypes, saved, store, data.train),
-        stored_fisher=saved.fisher if saved.fisher and fisher_meta.get("estimator") == "batch" else None,
+        stored_fisher=saved.fisher or None,
+        stored_fisher_info=stored_fisher_record(saved.config, saved.fisher),
         training_epochs=saved.recipe.epochs,
         outputs=_outputs,
         distillation_loss=kl_to_teacher,
         fit_relabelled=partial(_fit_relabelled, saved, store),
+        random_model=partial(_random, saved),
     )
 
 

@@ -16,12 +16,18 @@ from crossforget.experiments.hashing_probe import hashing_probe
 from crossforget.experiments.training_run import LoadedData, compute_prototypes, initial_model
 from crossforget.losses.base import ModelLoss
 from crossforget.losses.dsph import DSPHLoss
+from crossforget.models.factory import build_hasher
 from crossforget.models.inputs import BatchSource, iterate_batches
 from crossforget.models.persist import HashingCheckpoint
 from crossforget.reproducibility import seed_everything
 from crossforget.training import TrainingRecipe, train_model
 from crossforget.unlearning.fisher import diagonal_fisher
-from crossforget.unlearning.methods.base import UnlearningMethod, UnlearningTask, UnlearnResult
+from crossforget.unlearning.methods.base import (
+    UnlearningMethod,
+    UnlearningTask,
+    UnlearnResult,
+    stored_fisher_record,
+)
 
 STORED_FISHER_BATCH = 32
 
@@ -66,6 +72,15 @@ def _fresh(saved: HashingCheckpoint, seed: int) -> nn.Module:
     """A model as training starts it (pretrained CLIP weights included), on the checkpoint's device."""
     seed_everything(seed)
     model, _ = initial_model(saved.config["model"])
+    model.to(module_device(saved.model))
+    model.eval()
+    return model
+
+
+def _random(saved: HashingCheckpoint, seed: int) -> nn.Module:
+    """The architecture with random weights everywhere (no pretrained CLIP), on the checkpoint's device."""
+    seed_everything(seed)
+    model, _ = build_hasher(saved.config["model"])
     model.to(module_device(saved.model))
     model.eval()
     return model
@@ -149,7 +164,6 @@ def _fit_relabelled(
 def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRequest) -> UnlearningTask:
     store = store_for(saved, loaded)
     part = partition(loaded.data, loaded.split, request)
-    fisher_meta = saved.config.get("stored_fisher", {})
     return UnlearningTask(
         loss=_fixed_proxies(saved.loss),
         batches=lambda indices, size: iterate_batches(store, indices, size),
@@ -162,12 +176,14 @@ def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRe
         fresh_model=partial(_fresh, saved),
         reinit_names=partial(_reinit_names, saved),
         prototypes=partial(_prototypes, saved, store, loaded.split.train),
-        stored_fisher=saved.fisher if saved.fisher and fisher_meta.get("estimator") == "batch" else None,
+        stored_fisher=saved.fisher or None,
+        stored_fisher_info=stored_fisher_record(saved.config, saved.fisher),
         training_epochs=int(saved.config["training"]["recipe"]["epochs"]),
         outputs=_codes,
         distillation_loss=_code_mse,
         fit_relabelled=partial(_fit_relabelled, saved, store),
         probe=hashing_probe(store, loaded.split, part),
+        random_model=partial(_random, saved),
     )
 
 

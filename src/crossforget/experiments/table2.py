@@ -44,6 +44,8 @@ LABELS = {
     "amnesiac": "Amnesiac*",
 }
 PRIMARY_FORGET = "forget_label"
+# Paired comparisons reported in the JSON: (method, baseline) -> method - baseline at each common seed.
+PAIRED = (("ppp", "ssd"),)
 SMALL_IMAGE_SIZE = 48  # what model_config sets for the small backbone when no image_size is given
 
 
@@ -184,6 +186,11 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
                 )
     results["summary"] = summarise(results["per_seed"], config)
     results["delta"] = deltas(results["summary"], config)
+    results["paired"] = {
+        f"{a}-{b}": paired_difference(results["per_seed"], a, b)
+        for a, b in PAIRED
+        if a in results["per_seed"] and b in results["per_seed"]
+    }
     results["forget"] = list(request.classes)
     results["partition"] = part.summary(loaded.data.class_names)
     results["config"] = {
@@ -244,6 +251,60 @@ def deltas(summary: dict, config: Table2Config | None = None) -> dict:
             abs(v["retain"]["mean"] - summary["original"][k]["retain"]["mean"]) for k, v in settings.items()
         ]
         out[method] = {"forget": float(np.mean(forget)), "retain": float(np.mean(retain))}
+    return out
+
+
+def paired_difference(per_seed: dict, method: str, baseline: str) -> dict:
+    """``method - baseline`` seed by seed, in mAP points, with mean, std and the 95% t-interval.
+
+    Paired because seed s draws the same forget sample in every sampled method (``forget_sample``),
+    so the seed-to-seed spread of the sample cancels. ``settings``: per bits-direction and metric;
+    ``delta``: each seed's |Delta| (against the deterministic Retrain and Original, as in ``deltas``)
+    of ``method`` minus that of ``baseline`` (negative: ``method`` is closer), present when both
+    references were run. Only seeds both methods ran at every bit length count.
+    """
+    first, second = per_seed[method], per_seed[baseline]
+    bits = [b for b in first if b in second]
+    seeds = sorted(set.intersection(*(set(first[b]) & set(second[b]) for b in bits)), key=int) if bits else []
+    out: dict = {"method": method, "baseline": baseline, "seeds": [int(s) for s in seeds], "settings": {}}
+    if not seeds:
+        return out
+    for b in bits:
+        for direction in DIRECTIONS:
+            out["settings"][f"{b}-{direction}"] = {
+                metric: seed_summary(
+                    [100 * (first[b][s][direction][metric] - second[b][s][direction][metric]) for s in seeds]
+                )
+                for metric in ("retain", "forget_label", "forget_any")
+            }
+    if "original" in per_seed and "retrain" in per_seed:
+
+        def reference(name: str, b: str) -> dict:
+            return next(iter(per_seed[name][b].values()))
+
+        def seed_delta(runs: dict, s: str, key: str, against: str) -> float:
+            return float(
+                np.mean(
+                    [
+                        abs(runs[b][s][d][key] - reference(against, b)[d][key])
+                        for b in bits
+                        for d in DIRECTIONS
+                    ]
+                )
+            )
+
+        out["delta"] = {
+            name: seed_summary(
+                [
+                    100 * (seed_delta(first, s, key, against) - seed_delta(second, s, key, against))
+                    for s in seeds
+                ]
+            )
+            for name, key, against in (
+                ("forget", PRIMARY_FORGET, "retrain"),
+                ("retain", "retain", "original"),
+            )
+        }
     return out
 
 

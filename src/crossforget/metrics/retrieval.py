@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from scipy.special import gammaln
 
 from crossforget.errors import CrossforgetError
 
@@ -219,23 +220,47 @@ def mean_average_precision(
 
 
 def random_ranking_map(
-    query_labels: ArrayLike, db_labels: ArrayLike, empty_query: EmptyQuery = "zero"
+    query_labels: ArrayLike,
+    db_labels: ArrayLike,
+    empty_query: EmptyQuery = "zero",
+    topk: int | None = None,
 ) -> float:
-    """Exact expected mAP@all of a uniformly random ranking: the chance level of a retrieval model.
+    """Exact expected mAP@all (``topk=None``) or mAP@k of a uniformly random ranking: the chance level.
 
-    With R relevant among N, AP = (1/R) sum_i rel_i (sum_{j<=i} rel_j) / i, E[rel_i] = R/N and
-    E[rel_i rel_j] = R(R-1)/(N(N-1)) for j < i, so E[AP] = H_N/N + (R-1)(N-H_N)/(N(N-1)); R = 0 gives 0.
-    ``empty_query`` treats queries with R = 0 as in ``mean_average_precision``.
+    Same AP@k convention as ``mean_average_precision``. With R relevant among N and depth
+    k = min(topk, N), the number of hits H in the top k is hypergeometric; given H = h >= 1 the hits
+    sit on a uniformly random h-subset of the k positions, so (the mAP@all argument on k items)
+    E[AP | h] = H_k/k + (h - 1) c with c = (k - H_k) / (k (k - 1)) (c = 0 for k = 1), H_k the k-th
+    harmonic number; h = 0 scores 0. Linear in h, hence E[AP] = (1 - P(H=0)) (H_k/k - c) + c E[H]
+    with E[H] = k R / N and P(H=0) = C(N-R, k) / C(N, k). For k = N this is
+    H_N/N + (R - 1)(N - H_N)/(N (N - 1)). ``empty_query="skip"`` leaves out queries with R = 0; with
+    ``topk`` it is refused, because which queries have no hit is then random and the expected mean
+    over the others has no closed form.
     """
     _check_empty_query(empty_query)
+    _check_positive_int(topk, "topk")
+    if topk is not None and empty_query == "skip":
+        raise CrossforgetError(
+            "the chance level of mAP@k with empty_query='skip' has no closed form; use empty_query='zero'"
+        )
     ql, dl = _prepare_labels(query_labels, db_labels)
     n = dl.shape[0]
     relevant = np.concatenate(
         [_relevance(ql[rows], dl).sum(axis=1) for rows in _chunks(ql.shape[0], _chunk_rows(n, None))]
     )
-    relevant = relevant.astype(np.float64)
-    harmonic = float(np.sum(1.0 / np.arange(1, n + 1, dtype=np.float64)))
-    # N = 1 has no pair term: the single item is relevant (AP 1) or the query is empty.
-    pair_term = (relevant - 1.0) * (n - harmonic) / (n * (n - 1)) if n > 1 else 0.0
-    expected = np.where(relevant > 0, harmonic / n + pair_term, 0.0)
+    expected = _expected_random_ap(relevant.astype(np.float64), n, n if topk is None else min(topk, n))
     return _mean(expected, relevant > 0, empty_query)
+
+
+def _expected_random_ap(relevant: np.ndarray, n: int, depth: int) -> np.ndarray:
+    """E[AP@depth] of a random ranking of ``n`` items for each query's relevant count (see above)."""
+    harmonic = float(np.sum(1.0 / np.arange(1, depth + 1, dtype=np.float64)))
+    pair = (depth - harmonic) / (depth * (depth - 1)) if depth > 1 else 0.0
+    misses = n - relevant
+    # log C(N-R, k) - log C(N, k); no hit is impossible when fewer than k items are irrelevant.
+    fits = misses >= depth
+    safe = np.where(fits, misses, depth)
+    log_none = gammaln(safe + 1) - gammaln(safe - depth + 1) - gammaln(n + 1) + gammaln(n - depth + 1)
+    p_none = np.where(fits, np.exp(log_none), 0.0)
+    expected = (1.0 - p_none) * (harmonic / depth - pair) + pair * depth * relevant / n
+    return np.where(relevant > 0, expected, 0.0)

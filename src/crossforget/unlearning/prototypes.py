@@ -1,14 +1,16 @@
 """Prior prototypes (Eq. 2), neighbour classes and the correction factor gamma (Eq. 3).
 
-Class sets: F = forget classes; N = union of the k nearest retained classes of each forget class;
-R = retained classes outside N. They mirror the sample sets D_f, D_n and D_r \\ D_n whose Fishers PPP
-compares, so gamma compares distances to the same class groups.
+Class sets: F = forget classes; N = union of the k nearest retained classes of each forget class
+(the classes behind D_n); R = retained classes outside N (``NeighbourInfo.rest``).
 
 Multi-class forgetting: each forget class f gets its own k nearest neighbours N_f (forget classes are
 never neighbours). mu_n is the mean over f of the mean distance from p_f to its k neighbours;
-mu_rest is the mean over f of the mean distance from p_f to every class in R (the classes outside the
-union N, so a neighbour of any forget class counts as a neighbour for all of them). With one forget
-class this is exactly the paper's definition. Classes without samples (NaN prototypes) take no part.
+mu_rest is the mean over f of the mean distance from p_f to the retained classes outside its own
+N_f: the paper's "to its k nearest neighbors and to the remaining retained classes", read per forget
+class. (Excluding the union N for every f instead changed gamma by about 1.5 % and |Delta| by at most
+0.03 mAP points on the built-in data, forgetting 2 and 4 classes, so only the paper's reading is kept.)
+With one forget class both are the paper's definition. Classes without samples (NaN prototypes) take
+no part.
 """
 
 from __future__ import annotations
@@ -83,18 +85,31 @@ def nearest_classes(prototypes: torch.Tensor, forget: Sequence[int], k: int) -> 
 
 
 def correction_factor(
-    prototypes: torch.Tensor, forget: Sequence[int], neighbours: int | Mapping[int, Sequence[int]]
+    prototypes: torch.Tensor,
+    forget: Sequence[int],
+    neighbours: int | Sequence[int] | Mapping[int, Sequence[int]],
 ) -> float:
     """Eq. 3: gamma = (mu_rest / mu_n)^2.
 
-    ``neighbours``: k (the neighbours are found as in ``nearest_classes``), or each forget class's
-    neighbour list (e.g. ``NeighbourInfo.per_forget``) when they were chosen elsewhere.
+    ``neighbours``: k (the neighbours are found as in ``nearest_classes``); the neighbour classes of
+    the one forget class as a plain list; or, for several forget classes, a mapping from each forget
+    class to its neighbour list (e.g. ``NeighbourInfo.per_forget``) when they were chosen elsewhere.
     """
     if isinstance(neighbours, int):
         return neighbour_structure(prototypes, forget, neighbours).gamma
     forget_list = _check_forget(prototypes, forget)
+    if not isinstance(neighbours, Mapping):
+        if isinstance(neighbours, str) or len(forget_list) != 1:
+            raise CrossforgetError(
+                f"with {len(forget_list)} forget classes give the neighbours as a mapping "
+                "{forget class: [neighbour classes]}; a plain list is for a single forget class"
+            )
+        neighbours = {forget_list[0]: list(neighbours)}
     if set(neighbours) != set(forget_list):
-        raise CrossforgetError("neighbour lists must be given for exactly the forget classes")
+        raise CrossforgetError(
+            f"the neighbour mapping must have exactly the forget classes {forget_list} as keys, "
+            f"got {sorted(neighbours)}"
+        )
     allowed = set(_retained_with_prototype(prototypes, forget_list))
     per_forget = {}
     for f in forget_list:
@@ -109,9 +124,12 @@ def correction_factor(
 
 def _with_distances(protos: torch.Tensor, per_forget: dict[int, list[int]]) -> NeighbourInfo:
     forget = list(per_forget)
+    retained = _retained_with_prototype(protos, forget)
     union = sorted({c for cs in per_forget.values() for c in cs})
-    rest = [c for c in _retained_with_prototype(protos, forget) if c not in set(union)]
-    if not rest:
+    rest = [c for c in retained if c not in set(union)]
+    # Each forget class's remaining retained classes: those outside its own neighbours.
+    rest_of = {f: [c for c in retained if c not in set(per_forget[f])] for f in forget}
+    if any(not classes for classes in rest_of.values()):
         raise CrossforgetError(
             "every retained class is a neighbour, so mu_{r\\n} of Eq. 3 is undefined; lower k"
         )
@@ -120,7 +138,7 @@ def _with_distances(protos: torch.Tensor, per_forget: dict[int, list[int]]) -> N
         return float(torch.linalg.vector_norm(protos[classes] - protos[f], dim=1).mean())
 
     mu_n = sum(mean_distance(f, per_forget[f]) for f in forget) / len(forget)
-    mu_rest = sum(mean_distance(f, rest) for f in forget) / len(forget)
+    mu_rest = sum(mean_distance(f, rest_of[f]) for f in forget) / len(forget)
     if mu_n == 0:
         raise CrossforgetError(
             "the forget prototypes coincide with their neighbours' (mu_n = 0), so gamma of Eq. 3 is "

@@ -1,7 +1,8 @@
 """Bad Teacher (Chundawat et al., AAAI 2023): distil from an incompetent and a competent teacher.
 
 The student starts as a copy of the original model. On forget samples it is pulled towards a
-randomly initialised model of the same architecture (the incompetent teacher), on a sample of the
+randomly initialised model of the same architecture (the incompetent teacher: random everywhere,
+even where the original started from pretrained weights), on a sample of the
 retain set towards the original model (the competent teacher). What "pulled towards" means comes
 from the task: KL divergence of the softmax outputs for classifiers, mean squared difference of the
 real-valued codes for hashing models (our extension).
@@ -64,14 +65,14 @@ class BadTeacher:
 
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         o = self.options
-        require_task_fields(task, "outputs", "distillation_loss")
+        require_task_fields(task, "outputs", "distillation_loss", "random_model")
         if o.epochs < 1 or o.batch_size < 1 or o.lr <= 0:
             raise CrossforgetError("Bad Teacher needs epochs >= 1, batch_size >= 1 and lr > 0")
         timer = StageTimer()
         rng = np.random.default_rng(seed)
         with timer.stage("teachers"):
             competent = copy_model(model)
-            incompetent = task.fresh_model(int(rng.integers(2**31 - 1)))
+            incompetent = task.random_model(int(rng.integers(2**31 - 1)))
             incompetent.eval()
             student = copy_model(model)
         chosen, flags = distillation_set(task, o.retain_fraction, rng)

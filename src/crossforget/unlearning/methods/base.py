@@ -40,6 +40,8 @@ class UnlearningTask:
     reinit_names: Callable[[nn.Module], list[str]]
     prototypes: Callable[[str], torch.Tensor]
     stored_fisher: dict[str, torch.Tensor] | None = None
+    # How ``stored_fisher`` was made: {"estimator", "batch_size"[, "samples"]} (see ``stored_fisher_record``).
+    stored_fisher_info: dict[str, Any] | None = None
     training_epochs: int = 1
     # Optional pieces for the output-level methods (Bad Teacher, Amnesiac); None where not provided.
     # outputs(model, batch) -> (B, ...) what the model emits (logits, or image and text codes side by side);
@@ -49,12 +51,28 @@ class UnlearningTask:
     outputs: Callable[[nn.Module, Batch], torch.Tensor] | None = None
     distillation_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     fit_relabelled: Callable[..., None] | None = None
+    # random_model(seed) -> the architecture with every weight randomly initialised, no pretrained
+    # weights (Bad Teacher's incompetent teacher); ``fresh_model`` is where training starts, pretrained
+    # weights included.
+    random_model: Callable[[int], nn.Module] | None = None
     # Held-out scoring for the forgetting guard (never the test queries); None: the guard cannot run.
     probe: RetentionProbe | None = None
 
     @property
     def train_all(self) -> np.ndarray:
         return np.sort(np.concatenate([self.train_forget, self.train_retain]))
+
+
+# Checkpoints written before the record existed store a Fisher without saying how it was made;
+# ``attach_full_fisher`` has only ever used the batch estimator at batch size 32.
+LEGACY_STORED_FISHER = {"estimator": "batch", "batch_size": 32}
+
+
+def stored_fisher_record(config: dict, fisher: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    """How a checkpoint's stored Fisher was made, from its config (None when it stores none)."""
+    if not fisher:
+        return None
+    return dict(config.get("stored_fisher") or LEGACY_STORED_FISHER)
 
 
 @dataclass
@@ -143,7 +161,9 @@ class StageTimer:
         return {**self.seconds, "total": sum(self.seconds.values())}
 
 
-def sample_indices(indices: np.ndarray, budget: int | None, seed: int, what: str) -> np.ndarray:
+def sample_indices(
+    indices: np.ndarray, budget: int | None, seed: int | np.random.SeedSequence, what: str
+) -> np.ndarray:
     """A seeded sample of at most ``budget`` indices (all of them when budget is None)."""
     if budget is not None and budget < 1:
         raise CrossforgetError(f"the {what} sample budget must be >= 1 (or 'all'), got {budget}")
@@ -153,6 +173,21 @@ def sample_indices(indices: np.ndarray, budget: int | None, seed: int, what: str
         return np.sort(indices)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(indices, size=budget, replace=False))
+
+
+def forget_sample(task: UnlearningTask, budget: int | None, seed: int) -> np.ndarray:
+    """The forget sample of run ``seed``, drawn the same way by every method that samples D_f.
+
+    Seed s therefore means the same forget samples in SSD, PPP and any other sampled method, so their
+    results at one seed are a paired comparison. It is drawn from ``default_rng(seed)``; a method that
+    needs more samples draws them from ``extra_streams(seed, n)``, which never shifts this one.
+    """
+    return sample_indices(task.train_forget, budget, seed, "forget")
+
+
+def extra_streams(seed: int, count: int) -> list[np.random.SeedSequence]:
+    """``count`` seed streams of run ``seed`` independent of the forget sample's (SeedSequence children)."""
+    return np.random.SeedSequence(seed).spawn(count)
 
 
 def copy_model(model: nn.Module) -> nn.Module:

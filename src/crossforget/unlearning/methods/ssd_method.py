@@ -8,12 +8,13 @@ from typing import Literal
 from torch import nn
 
 from crossforget.unlearning.methods.base import (
+    LEGACY_STORED_FISHER,
     StageTimer,
     UnlearningTask,
     UnlearnResult,
     copy_model,
+    forget_sample,
     register_method,
-    sample_indices,
 )
 from crossforget.unlearning.methods.common import fisher_over, forget_fisher_is_zero
 from crossforget.unlearning.ssd import ssd_dampen
@@ -24,7 +25,9 @@ class SSDOptions:
     """Reference defaults: alpha (selection) 10, lambda (dampening) 1, batch-mean Fisher estimator.
 
     ``forget_samples``: size of the forget sample (80, as PPP, for a fair comparison; None = all of D_f).
-    ``use_stored_fisher``: take the full-data Fisher from the checkpoint when it was stored at training.
+    ``use_stored_fisher``: take the full-data Fisher from the checkpoint when it was stored at training
+    with this estimator and batch size over the whole training set (otherwise it is computed, and the
+    diagnostics say why).
     """
 
     alpha: float = 10.0
@@ -40,25 +43,50 @@ class SSD:
     def __init__(self, options: SSDOptions) -> None:
         self.options = options
 
+    def _why_not_stored(self, task: UnlearningTask) -> str | None:
+        """None when the stored I_D is the one this run would compute, else why it is computed instead.
+
+        A Fisher from another estimator or batch size is a different quantity (the batch estimator
+        averages squared batch-mean gradients, so its scale shrinks with the batch size), and mixing
+        it with this run's I_f changes which parameters pass the alpha test.
+        """
+        o = self.options
+        if not o.use_stored_fisher:
+            return "use_stored_fisher is false"
+        if task.stored_fisher is None:
+            return "the checkpoint stores no full-data Fisher"
+        info = task.stored_fisher_info or LEGACY_STORED_FISHER
+        stored = f"{info['estimator']}@{info['batch_size']}"
+        requested = f"{o.estimator}@{o.batch_size}"
+        if stored != requested:
+            return f"the stored one is {stored}, the request {requested}"
+        samples = info.get("samples")
+        if samples is not None and int(samples) != task.train_all.size:
+            return f"the stored one covers {samples} samples, D has {task.train_all.size}"
+        return None
+
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         o = self.options
         timer = StageTimer()
         clone = copy_model(model)
-        forget = sample_indices(task.train_forget, o.forget_samples, seed, "forget")
+        forget = forget_sample(task, o.forget_samples, seed)
         with timer.stage("fisher_forget"):
             fisher_f = fisher_over(clone, task, forget, o.estimator, o.batch_size, "D_f")
-        stored = o.use_stored_fisher and task.stored_fisher is not None
+        reason = self._why_not_stored(task)
         with timer.stage("fisher_full"):
             fisher_d = (
                 task.stored_fisher
-                if stored
+                if reason is None
                 else fisher_over(clone, task, task.train_all, o.estimator, o.batch_size, "D")
             )
         diagnostics = {
             "forget_samples": int(forget.size),
-            "full_fisher": "stored" if stored else "computed",
+            "full_fisher": "stored" if reason is None else "computed",
             "full_samples": int(task.train_all.size),
+            "stored_fisher": task.stored_fisher_info,
         }
+        if reason is not None:
+            diagnostics["full_fisher_reason"] = reason
         if forget_fisher_is_zero(fisher_f):
             return UnlearnResult(clone, timer.total(), {**diagnostics, "selected": 0})
         with timer.stage("dampen"):
