@@ -104,9 +104,11 @@ def _ppp(task, model, **options):
 def test_ppp_backs_off_under_a_zero_budget_and_not_under_a_loose_one(tiny):
     task, model = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    # Start where the tiny model is surely damaged (alpha 1 dampens every entry with I_f > I_r).
-    strict = _ppp(task, model, alpha=1.0, retain_budget=0.0, forget_tolerance=1.0)
-    loose = _ppp(task, model, alpha=1.0, retain_budget=100.0, forget_tolerance=1.0)
+    # Start where the tiny model is surely damaged (alpha 1 dampens every entry with I_f > I_r), with a
+    # floor every candidate reaches, so that only the retained side can make the guard act.
+    task = dataclasses.replace(task, probe=dataclasses.replace(task.probe, forget_floor=1.0))
+    strict = _ppp(task, model, alpha=1.0, retain_budget=0.0)
+    loose = _ppp(task, model, alpha=1.0, retain_budget=100.0)
     guard_strict, guard_loose = strict.diagnostics["guard"], loose.diagnostics["guard"]
     assert (
         guard_loose["acted_on"] == "none" and len(guard_loose["steps"]) == 1 and guard_loose["alpha"] == 1.0
