@@ -145,3 +145,18 @@ def test_guard_off_and_without_a_probe(tiny):
     assert "guard" not in plain.diagnostics
     unprobed = _ppp(dataclasses.replace(task, probe=None), model)
     assert unprobed.diagnostics["guard"] == {"skipped": "the task offers no held-out probe"}
+
+
+@pytest.mark.parametrize("method", ["ppp", "ssd"])
+def test_tiny_or_entangled_forget_sets_are_warned_about_with_counts(tiny, method):
+    task, model = tiny
+    labels = task.labels.numpy().astype(bool)
+    others = labels.copy()
+    others[:, task.forget_classes] = False
+    entangled = task.train_forget[others[task.train_forget].any(axis=1)]
+    few = dataclasses.replace(task, train_forget=task.train_forget[:3])
+    with pytest.warns(RuntimeWarning, match=r"only 3 training sample\(s\) carry dog"):
+        create_method(method, forget_samples=3).unlearn(model, few, seed=0)
+    shared = dataclasses.replace(task, train_forget=entangled[:6])
+    with pytest.warns(RuntimeWarning, match="all 6 training samples carrying dog also carry retained"):
+        create_method(method, forget_samples=6).unlearn(model, shared, seed=0)

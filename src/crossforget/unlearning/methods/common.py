@@ -32,3 +32,33 @@ def forget_fisher_is_zero(fisher: dict[str, torch.Tensor]) -> bool:
         )
         return True
     return False
+
+
+# Below this many forget samples a diagonal Fisher is an estimate from a handful of gradients.
+MIN_FORGET_SAMPLES = 5
+
+
+def warn_about_forget_set(task: UnlearningTask) -> None:
+    """Warn, naming the counts, when D_f is tiny or every forget sample also carries retained classes
+    (then no parameter serves the forget classes alone, and dampening one touches retained ones)."""
+    names = ", ".join(task.class_names[c] for c in task.forget_classes)
+    size = int(task.train_forget.size)
+    if size < MIN_FORGET_SAMPLES:
+        warnings.warn(
+            f"only {size} training sample(s) carry {names} (fewer than {MIN_FORGET_SAMPLES}): the forget "
+            "Fisher rests on too few gradients to be trusted",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if size == 0:
+        return
+    labels = task.labels[torch.as_tensor(task.train_forget)].bool().clone()
+    labels[:, task.forget_classes] = False
+    shared = int(labels.any(dim=1).sum())
+    if shared == size:
+        warnings.warn(
+            f"all {size} training samples carrying {names} also carry retained classes: nothing is "
+            "specific to the forget classes, so forgetting them will cost retained classes too",
+            RuntimeWarning,
+            stacklevel=3,
+        )

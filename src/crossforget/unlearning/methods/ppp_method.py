@@ -20,7 +20,7 @@ from crossforget.unlearning.methods.base import (
     register_method,
     sample_indices,
 )
-from crossforget.unlearning.methods.common import fisher_over, forget_fisher_is_zero
+from crossforget.unlearning.methods.common import fisher_over, forget_fisher_is_zero, warn_about_forget_set
 from crossforget.unlearning.ppp import DEFAULT_EPS, TensorPlan, apply_plan, dampening_plan
 from crossforget.unlearning.prototypes import neighbour_structure
 
@@ -108,6 +108,7 @@ class PPP:
         zero: nothing to do) and the diagnostics so far; any alpha can then be applied cheaply.
         """
         o = self.options
+        warn_about_forget_set(task)
         clone = copy_model(model)
         with timer.stage("prototypes"):
             prototypes = task.prototypes(o.prototype_modality)

@@ -16,7 +16,7 @@ from crossforget.unlearning.methods.base import (
     forget_sample,
     register_method,
 )
-from crossforget.unlearning.methods.common import fisher_over, forget_fisher_is_zero
+from crossforget.unlearning.methods.common import fisher_over, forget_fisher_is_zero, warn_about_forget_set
 from crossforget.unlearning.ssd import ssd_dampen
 
 
@@ -67,6 +67,7 @@ class SSD:
 
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         o = self.options
+        warn_about_forget_set(task)
         timer = StageTimer()
         clone = copy_model(model)
         forget = forget_sample(task, o.forget_samples, seed)
