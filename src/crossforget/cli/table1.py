@@ -16,7 +16,6 @@ from crossforget.experiments.classification_task import ClassifierRecipe
 from crossforget.experiments.table1 import (
     METHODS,
     Table1Config,
-    classifier_method_options,
     run_table1,
     write_table1,
 )
@@ -177,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         pretrained=str(args.pretrained) if args.pretrained else None,
         recipe=recipe_from_args(args),
         training_seed=args.train_seed,
-        method_options=classifier_method_options(method_options_from_args(args.method_option)),
+        method_options=method_options_from_args(args.method_option),
         shadow=not args.no_shadow,
     )
     results = run_table1(data, config, None if args.no_cache else args.cache, console)
