@@ -16,7 +16,6 @@ from crossforget.experiments.classification_task import ClassifierRecipe
 from crossforget.experiments.table1 import (
     METHODS,
     Table1Config,
-    classifier_method_options,
     run_table1,
     write_table1,
 )
@@ -25,6 +24,8 @@ from crossforget.models.classifier import ARCHITECTURES, DEFAULT_IMAGE_SIZE
 
 # Loaders that can be told to keep the forget classes when they sample classes.
 _INCLUDES_FORGET = ("scenes-single", "imagenet100", "deepfashion")
+# Data that ships with the package (or scikit-learn): no --root, images made at the model's input size.
+_BUILT_IN = ("scenes-single", "digits")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -39,21 +40,25 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--dataset",
         default="scenes-single",
         choices=SINGLE_LABEL_DATASETS,
-        help="scenes-single (built in, default), imagefolder, imagenet100 or deepfashion",
+        help="scenes-single (built in, default), digits (scikit-learn's bundled 8x8 digits), "
+        "imagefolder, imagenet100 or deepfashion",
     )
-    data.add_argument("--root", type=Path, default=None, help="data folder (all but scenes-single)")
+    data.add_argument(
+        "--root", type=Path, default=None, help="data folder (all but scenes-single and digits)"
+    )
     data.add_argument(
         "--test-fraction",
         type=float,
         default=None,
-        help="seeded stratified test split when the data has no test split of its own",
+        help="seeded stratified test split when the data has no test split of its own (digits: 0.2)",
     )
     data.add_argument(
         "--data-option",
         action="append",
         metavar="KEY=VALUE",
         help="loader option, repeatable (scenes-single: num_train, num_test, num_classes, seed; "
-        "imagenet100: num_classes, images_per_class, synsets; deepfashion: min_images, per_class)",
+        "digits: split_seed; imagenet100: num_classes, images_per_class, synsets; "
+        "deepfashion: min_images, per_class)",
     )
     parser.add_argument("--forget", nargs="+", required=True, metavar="CLASS", help="classes to forget")
     parser.add_argument(
@@ -127,10 +132,10 @@ def method_options_from_args(pairs: list[str] | None) -> dict[str, dict]:
 
 def data_options(args: argparse.Namespace) -> dict:
     options = parse_options(args.data_option)
-    if args.dataset == "scenes-single":
+    if args.dataset in _BUILT_IN:
         if args.root is not None:
             raise CrossforgetError(
-                "scenes-single is generated; drop --root (or choose --dataset imagefolder)"
+                f"{args.dataset} is built in; drop --root (or choose --dataset imagefolder)"
             )
         options.setdefault("image_size", args.image_size or DEFAULT_IMAGE_SIZE[args.arch])
     else:
@@ -171,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         pretrained=str(args.pretrained) if args.pretrained else None,
         recipe=recipe_from_args(args),
         training_seed=args.train_seed,
-        method_options=classifier_method_options(method_options_from_args(args.method_option)),
+        method_options=method_options_from_args(args.method_option),
         shadow=not args.no_shadow,
     )
     results = run_table1(data, config, None if args.no_cache else args.cache, console)

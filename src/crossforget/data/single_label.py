@@ -234,18 +234,20 @@ def generate_scenes_single(
 
 def _loaders() -> dict:
     from crossforget.data.deepfashion import load_deepfashion
+    from crossforget.data.digits import load_digits
     from crossforget.data.imagefolder import load_imagefolder
     from crossforget.data.imagenet100 import load_imagenet100
 
     return {
         "scenes-single": generate_scenes_single,
+        "digits": load_digits,
         "imagefolder": load_imagefolder,
         "imagenet100": load_imagenet100,
         "deepfashion": load_deepfashion,
     }
 
 
-SINGLE_LABEL_DATASETS = ("scenes-single", "imagefolder", "imagenet100", "deepfashion")
+SINGLE_LABEL_DATASETS = ("scenes-single", "digits", "imagefolder", "imagenet100", "deepfashion")
 
 
 def load_single_label(name: str, **options: object) -> SingleLabelData:

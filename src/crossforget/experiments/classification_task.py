@@ -30,6 +30,7 @@ from crossforget import __version__
 from crossforget.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crossforget.data.single_label import SingleLabelData
 from crossforget.errors import CrossforgetError
+from crossforget.experiments.classification_probe import classification_probe
 from crossforget.losses.base import Batch
 from crossforget.losses.classification import CrossEntropyLoss, kl_to_teacher
 from crossforget.metrics.classification import forget_mask, forget_retain_accuracy
@@ -449,6 +450,13 @@ def classification_task(
         distillation_loss=kl_to_teacher,
         fit_relabelled=partial(_fit_relabelled, saved, store),
         random_model=partial(_random, saved),
+        probe=classification_probe(
+            lambda model, indices: predict(model, store, indices),
+            data.targets,
+            data.train,
+            forget_classes,
+            seed=int(saved.config.get("training", {}).get("seed", 0)),
+        ),
     )
 
 

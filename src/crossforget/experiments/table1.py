@@ -52,18 +52,6 @@ LABELS = {
 }
 DETERMINISTIC = ("original", "bad_model", "retrain")
 ROWS = {"forget_acc": "D_f Acc", "retain_acc": "D_r Acc", "mia": "MIA", "mia_shadow": "MIA (shadow)"}
-# Classification defaults that differ from the registry's (hashing-oriented) ones. PPP's thresholds are
-# tuned per dataset in the paper; alpha = 50 keeps D_f at 0 and D_r within 2 points of the Original on
-# scenes-single for seeds 0-2, where alpha = 10 cost 13-63 points (docs/classification.md).
-CLASSIFIER_DEFAULTS: dict[str, dict] = {"ppp": {"alpha": 50.0}}
-
-
-def classifier_method_options(options: dict[str, dict]) -> dict[str, dict]:
-    """The user's method options over the classification defaults."""
-    merged = {method: dict(values) for method, values in CLASSIFIER_DEFAULTS.items()}
-    for method, values in options.items():
-        merged.setdefault(method, {}).update(values)
-    return merged
 
 
 @dataclass
