@@ -16,10 +16,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from crossforget.errors import CrossforgetError
-from crossforget.io import atomic_write_bytes, atomic_write_json
+from crossforget.io import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, atomic_write_bytes, atomic_write_json
 
 FORMAT = "crossforget-checkpoint/1"
-WEIGHTS, CONFIG = "weights.safetensors", "config.json"
+WEIGHTS, CONFIG = CHECKPOINT_WEIGHTS, CHECKPOINT_CONFIG
 
 
 @dataclass

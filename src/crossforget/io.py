@@ -7,11 +7,14 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from crossforget.errors import CrossforgetError
+
+# The two files that make a folder a checkpoint (crossforget.checkpoint reads and writes them).
+CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS = "config.json", "weights.safetensors"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -53,6 +56,50 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def is_checkpoint_folder(path: Path) -> bool:
+    return (path / CHECKPOINT_CONFIG).is_file() and (path / CHECKPOINT_WEIGHTS).is_file()
+
+
+def guard_output(
+    out: str | Path,
+    inputs: Iterable[tuple[str, str | Path | None]],
+    flag: str = "--out",
+    allow_equal: bool = False,
+    allow_inside: bool = False,
+) -> None:
+    """Refuse an output that equals, contains or sits inside one of the command's inputs.
+
+    ``--overwrite`` replaces the output folder wholesale, so an output that equals or contains an input
+    would delete it, and one inside an input checkpoint would later be read as part of it. ``inputs`` are
+    (what, path) pairs such as ("--checkpoint", path); None entries are skipped. An output inside any
+    checkpoint folder is refused too. ``allow_equal`` / ``allow_inside`` relax the rule for commands that
+    only add files beside their input (``evaluate``) or skip their own output when reading (``report``).
+    """
+    target = Path(out).expanduser().resolve()
+    for what, path in inputs:
+        if path is None:
+            continue
+        source = Path(path).expanduser().resolve()
+        if target == source and not allow_equal:
+            problem = "is"
+        elif source in target.parents and not allow_inside:
+            problem = "lies inside"
+        elif target in source.parents:
+            problem = "contains"
+        else:
+            continue
+        raise CrossforgetError(
+            f"{flag} {out} {problem} the input {what} {path}; the input is never modified or "
+            f"deleted, so choose an {flag} outside it"
+        )
+    for folder in target.parents:
+        if is_checkpoint_folder(folder):
+            raise CrossforgetError(
+                f"{flag} {out} lies inside the checkpoint folder {folder}; later runs would read it as "
+                f"part of that checkpoint, so choose an {flag} outside it"
+            )
 
 
 def prepare_output_dir(path: str | Path, overwrite: bool) -> Path:

@@ -77,6 +77,17 @@ def dataset_spec(args: argparse.Namespace, fallback: dict | None = None) -> Data
     )
 
 
+def data_inputs(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """The data a command reads (its root folder, a features file, a local CLIP), for ``guard_output``."""
+    root = parse_options(getattr(args, "data_option", None)).get("root")
+    inputs = [("--data-root", getattr(args, "data_root", None)), ("--data-option root", root)]
+    inputs += [("--features", getattr(args, "features", None))]
+    clip = getattr(args, "clip_model", None)
+    if clip is not None and os.path.exists(clip):
+        inputs.append(("--clip-model", clip))
+    return [(what, str(path)) for what, path in inputs if isinstance(path, str | os.PathLike)]
+
+
 def add_device_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("device")
     group.add_argument(

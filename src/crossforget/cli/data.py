@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from crossforget.cli.common import add_dataset_options, dataset_spec
+from crossforget.cli.common import add_dataset_options, data_inputs, dataset_spec
 from crossforget.data.registry import load_dataset
 from crossforget.experiments.reporting import print_table
+from crossforget.io import guard_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -30,6 +31,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_preview(args: argparse.Namespace) -> int:
     from crossforget.data.preview import write_preview
 
+    guard_output(args.out, data_inputs(args))
     data, _ = load_dataset(dataset_spec(args))
     path = write_preview(data, args.out, count=args.count, seed=args.seed)
     Console(stderr=True).print(f"preview written to {path}")

@@ -10,6 +10,7 @@ from rich.console import Console
 from crossforget.cli.common import add_device_options, device_settings
 from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluate_checkpoints, evaluation_rows
 from crossforget.experiments.reporting import print_table, write_results
+from crossforget.io import guard_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -37,6 +38,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:  # evaluation.* beside the checkpoint (the default) never touch its files
+        guard_output(args.out, [("--checkpoint", args.checkpoint)], allow_equal=True)
     dirs = checkpoint_dirs(args.checkpoint)
     results = evaluate_checkpoints(dirs, args.forget, args.topk, **device_settings(args))
     columns, rows = evaluation_rows(results)

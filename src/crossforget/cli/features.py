@@ -8,9 +8,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import add_dataset_options, add_device_options, dataset_spec, device_settings
+from crossforget.cli.common import (
+    add_dataset_options,
+    add_device_options,
+    data_inputs,
+    dataset_spec,
+    device_settings,
+)
 from crossforget.errors import CrossforgetError
 from crossforget.experiments.training_run import load_data
+from crossforget.io import guard_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -44,6 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_extract(args: argparse.Namespace) -> int:
     from crossforget.experiments.features_run import extract_features
 
+    guard_output(args.out, data_inputs(args))
     if args.out.exists() and not args.overwrite:
         raise CrossforgetError(f"{args.out} exists; pass --overwrite or choose another --out")
     if args.batch_size < 1:

@@ -19,7 +19,7 @@ from crossforget.experiments.density import (
     forget_indices,
     hashing_representations,
 )
-from crossforget.io import atomic_write_json
+from crossforget.io import atomic_write_json, guard_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -82,6 +82,8 @@ def run_density(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"density-{name}-{args.method}.png"
     if out.suffix.lower() != ".png":
         raise CrossforgetError(f"--out {out} must end in .png")
+    for written in (out, out.with_suffix(".json")):
+        guard_output(written, [("--checkpoint", args.checkpoint), ("--root", args.root)])
     if out.exists() and not args.overwrite:
         raise CrossforgetError(f"{out} exists; pass --overwrite or choose another --out")
     kind = checkpoint_kind(args.checkpoint)

@@ -24,7 +24,7 @@ from crossforget.experiments.sweeps import (
     sample_points,
     write_sweep,
 )
-from crossforget.io import atomic_directory, prepare_output_dir
+from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -113,6 +113,15 @@ def _method_options(args: argparse.Namespace) -> dict[str, dict]:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    guard_output(
+        args.out,
+        [
+            ("--checkpoint", args.checkpoint),
+            ("--cache", args.cache),
+            ("--ppp-params", args.ppp_params),
+            ("--ssd-params", args.ssd_params),
+        ],
+    )
     prepare_output_dir(args.out, args.overwrite)
     if args.sweep == "classes" and args.sets is not None:
         for position, text in enumerate(args.sets, 1):

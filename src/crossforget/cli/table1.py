@@ -20,7 +20,7 @@ from crossforget.experiments.table1 import (
     run_table1,
     write_table1,
 )
-from crossforget.io import atomic_directory, prepare_output_dir
+from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.models.classifier import ARCHITECTURES, DEFAULT_IMAGE_SIZE
 
 # Loaders that can be told to keep the forget classes when they sample classes.
@@ -151,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         raise CrossforgetError("--threads must be at least 1")
     torch.set_num_threads(args.threads)
     out = args.out or Path("runs") / f"table1-{args.dataset}-{'-'.join(args.forget).replace(' ', '_')}"
+    inputs = [("--root", args.root), ("--pretrained", args.pretrained)]
+    guard_output(out, inputs + ([] if args.no_cache else [("--cache", args.cache)]))
     prepare_output_dir(out, args.overwrite)
     console = Console(stderr=True)
     data = load_single_label(args.dataset, **data_options(args))

@@ -11,6 +11,7 @@ from crossforget.cli.common import (
     add_backbone_options,
     add_dataset_options,
     add_device_options,
+    data_inputs,
     dataset_spec,
     device_settings,
     features_dataset,
@@ -19,7 +20,7 @@ from crossforget.cli.common import (
 from crossforget.errors import CrossforgetError
 from crossforget.experiments.hashing_task import attach_full_fisher
 from crossforget.experiments.training_run import load_data, train_hashing
-from crossforget.io import atomic_directory, atomic_write_json
+from crossforget.io import atomic_directory, atomic_write_json, guard_output
 from crossforget.models.persist import save_hashing_checkpoint
 from crossforget.training import TrainingRecipe, recipe_for
 
@@ -97,6 +98,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    guard_output(args.out, data_inputs(args))
     spec = dataset_spec(args, features_dataset(args))
     recipe = recipe_from_args(args)
     options = model_options(args)

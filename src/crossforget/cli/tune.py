@@ -25,7 +25,7 @@ from crossforget.experiments.tuning import (
     write_tuning,
 )
 from crossforget.experiments.validation import DEFAULT_SIZE, validation_split
-from crossforget.io import atomic_directory, prepare_output_dir
+from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.unlearning.methods import create_method
 
 
@@ -113,8 +113,22 @@ def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
     return ranges
 
 
+def storage_file(url: str) -> str | None:
+    """The database file of a ``sqlite:///`` storage URL (an input an output folder must not hold)."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return url.removeprefix("sqlite:///")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    inputs = [
+        ("--checkpoint", args.checkpoint),
+        ("--cache", args.cache),
+        ("--storage", storage_file(args.storage)),
+    ]
+    if args.out is not None:
+        guard_output(args.out, inputs)
     storage = open_storage(args.storage)
     fixed, base = parse_options(args.fix), parse_options(args.option)
     space = search_space(args.method, fixed, parse_ranges(args.ranges))
@@ -150,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
     )
     name = args.study or study_name_for(setup)
     out = args.out or Path("runs") / f"tune-{name}"
+    guard_output(out, inputs)
     prepare_output_dir(out, args.overwrite)
     validation = validation_split(checkpoints.loaded.split, args.validation_size, args.validation_seed)
     console.print(

@@ -15,7 +15,7 @@ from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluate_che
 from crossforget.experiments.hashing_task import run_method
 from crossforget.experiments.reporting import print_table, write_results
 from crossforget.experiments.training_run import load_data
-from crossforget.io import atomic_directory, atomic_write_json
+from crossforget.io import atomic_directory, atomic_write_json, guard_output
 from crossforget.models.persist import load_hashing_checkpoint, save_hashing_checkpoint
 from crossforget.reproducibility import environment_stamp
 from crossforget.unlearning.methods import create_method, method_names
@@ -95,10 +95,11 @@ def read_params(path: Path, method: str) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    dirs = checkpoint_dirs(args.checkpoint)
+    guard_output(args.out, [("--checkpoint", args.checkpoint), ("--params", args.params)])
     request = ForgetRequest(args.forget)
     method = create_method(args.method, **method_settings(args))
     settings = device_settings(args)
-    dirs = checkpoint_dirs(args.checkpoint)
     report = {
         "method": args.method,
         "forget": list(request.classes),

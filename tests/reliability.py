@@ -1,0 +1,52 @@
+"""Helpers of the reliability tests: run the CLI on a bad input and check that it did no harm."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from crossforget.cli import main
+
+
+def tree_digest(*roots: Path) -> dict[str, str]:
+    """sha256 of every file under ``roots`` (a file root digests itself) by path; folders (empty ones
+    and hidden temporary ones too) appear as "folder"."""
+    digests = {}
+    for root in roots:
+        paths = [root] if root.is_file() else sorted(root.rglob("*"))
+        for path in paths:
+            digests[str(path)] = "folder" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def run_cli(argv: Sequence[str]) -> int:
+    """``main(argv)``; argparse's own exits count as return codes."""
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def assert_clean_error(
+    argv: Sequence[str],
+    capsys: pytest.CaptureFixture[str],
+    watched: Sequence[Path],
+    message: str | None = None,
+) -> str:
+    """The command exits 2 with one ``error:`` line (``message`` in it), and no file under ``watched``
+    was changed, added or removed (inputs keep their sha256, nothing is written)."""
+    before = tree_digest(*watched)
+    capsys.readouterr()
+    code = run_cli(argv)
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert code == 2, f"exit {code} for {list(map(str, argv))}: {err[-2000:]}"
+    assert "Traceback" not in captured.err and "Traceback" not in captured.out
+    assert err.startswith("error:") and "\n" not in err, err
+    if message is not None:
+        assert message in err, err
+    assert tree_digest(*watched) == before, f"files changed by {list(map(str, argv))}"
+    return err
