@@ -35,9 +35,14 @@ def assert_clean_error(
     capsys: pytest.CaptureFixture[str],
     watched: Sequence[Path],
     message: str | None = None,
+    before_work: bool = True,
 ) -> str:
     """The command exits 2 with one ``error:`` line (``message`` in it), and no file under ``watched``
-    was changed, added or removed (inputs keep their sha256, nothing is written)."""
+    was changed, added or removed (inputs keep their sha256, nothing is written).
+
+    ``before_work``: the error is all it printed (it failed before loading data or training); else
+    progress lines may come first and the error is the last line.
+    """
     before = tree_digest(*watched)
     capsys.readouterr()
     code = run_cli(argv)
@@ -45,7 +50,11 @@ def assert_clean_error(
     err = captured.err.strip()
     assert code == 2, f"exit {code} for {list(map(str, argv))}: {err[-2000:]}"
     assert "Traceback" not in captured.err and "Traceback" not in captured.out
-    assert err.startswith("error:") and "\n" not in err, err
+    lines = err.splitlines()
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:], err
+    if before_work:
+        assert len(lines) == 1, err
+    err = lines[-1]
     if message is not None:
         assert message in err, err
     assert tree_digest(*watched) == before, f"files changed by {list(map(str, argv))}"

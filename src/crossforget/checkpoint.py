@@ -39,11 +39,42 @@ class Checkpoint:
         return {k: v.detach().contiguous().cpu() for k, v in flat.items()}
 
 
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Tensors holding NaN or Inf, with the count of such values.
+
+    Prototype rows are NaN by design for classes without training samples (Eq. 2 is 0/0 there), so a
+    prototype row counts only when it is partly NaN or holds an Inf.
+    """
+    bad = {}
+    for name, value in tensors.items():
+        if not value.is_floating_point():
+            continue
+        finite = torch.isfinite(value)
+        if name.startswith("prototypes.") and value.dim() == 2:
+            empty_rows = torch.isnan(value).all(dim=1, keepdim=True)
+            finite = finite | empty_rows
+        if not bool(finite.all()):
+            bad[name] = int((~finite).sum())
+    return bad
+
+
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
-    """Write weights then config, each atomically; the config lists every tensor for verification."""
+    """Write weights then config, each atomically; the config lists every tensor for verification.
+
+    A model with NaN or Inf weights is refused before anything is written: it would only give
+    meaningless codes, and later runs would take it for a trained model.
+    """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     tensors = checkpoint.tensors()
+    bad = non_finite_tensors(tensors)
+    if bad:
+        first = next(iter(bad))
+        raise CrossforgetError(
+            f"the new model has {sum(bad.values())} NaN/Inf values in {len(bad)} tensor(s) "
+            f"(first: {first}); nothing was saved. The run diverged: use a smaller learning rate or "
+            "milder method options"
+        )
+    path.mkdir(parents=True, exist_ok=True)
     config = dict(
         checkpoint.config, format=FORMAT, tensors={k: list(v.shape) for k, v in sorted(tensors.items())}
     )

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from crossforget.data.registry import DatasetSpec
 from crossforget.errors import CrossforgetError
+
+
+def finite_float(text: str) -> float:
+    """argparse type of every real-valued flag: NaN and Inf would silently poison a run."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -16,11 +28,12 @@ def parse_options(pairs: list[str] | None) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise CrossforgetError(f"option {pair!r} is not KEY=VALUE (e.g. --data-option num_items=2000)")
-        options[key.strip()] = _literal(value.strip())
+        options[key.strip()] = parse_value(value.strip())
     return options
 
 
-def _literal(value: str) -> object:
+def parse_value(value: str) -> object:
+    """A flag's text as bool, int, float or string; the options' own validators check the type."""
     if value.lower() in {"true", "false"}:
         return value.lower() == "true"
     for kind in (int, float):
@@ -106,7 +119,7 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--image-memory",
-        type=float,
+        type=finite_float,
         default=4.0,
         metavar="GB",
         help="decoded images kept in memory (default 4): a data set that fits is decoded "

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from crossforget.cli.common import parse_options
+from crossforget.cli.common import finite_float, parse_options
 from crossforget.data.imagefolder import describe_skipped
 from crossforget.data.single_label import SINGLE_LABEL_DATASETS, load_single_label
 from crossforget.errors import CrossforgetError
@@ -44,7 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     data.add_argument("--root", type=Path, default=None, help="data folder (all but scenes-single)")
     data.add_argument(
         "--test-fraction",
-        type=float,
+        type=finite_float,
         default=None,
         help="seeded stratified test split when the data has no test split of its own",
     )
@@ -88,7 +88,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--epochs", type=int, default=None, help=f"epochs of Original/Retrain ({ClassifierRecipe.epochs})"
     )
     model.add_argument("--batch-size", type=int, default=None)
-    model.add_argument("--lr", type=float, default=None, help="peak SGD learning rate of Original/Retrain")
+    model.add_argument(
+        "--lr", type=finite_float, default=None, help="peak SGD learning rate of Original/Retrain"
+    )
     model.add_argument("--train-seed", type=int, default=0, help="seed of the Original and Retrain training")
     parser.add_argument(
         "--no-shadow", action="store_true", help="skip the shadow-model MIA (saves its training)"
@@ -122,7 +124,9 @@ def method_options_from_args(pairs: list[str] | None) -> dict[str, dict]:
         if not dot or "=" not in rest:
             raise CrossforgetError(f"--method-option {pair!r} is not METHOD.KEY=VALUE (e.g. ppp.alpha=30)")
         grouped.setdefault(method, []).append(rest)
-    return {method: parse_options(values) for method, values in grouped.items()}
+    from crossforget.unlearning.methods import validate_options
+
+    return {method: validate_options(method, parse_options(values)) for method, values in grouped.items()}
 
 
 def data_options(args: argparse.Namespace) -> dict:
@@ -154,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = [("--root", args.root), ("--pretrained", args.pretrained)]
     guard_output(out, inputs + ([] if args.no_cache else [("--cache", args.cache)]))
     prepare_output_dir(out, args.overwrite)
+    method_options = classifier_method_options(method_options_from_args(args.method_option))
+    recipe = recipe_from_args(args)
     console = Console(stderr=True)
     data = load_single_label(args.dataset, **data_options(args))
     note = describe_skipped(data.info["skipped"]) if "skipped" in data.info else None
@@ -171,9 +177,9 @@ def run(args: argparse.Namespace) -> int:
         architecture=args.arch,
         image_size=args.image_size,
         pretrained=str(args.pretrained) if args.pretrained else None,
-        recipe=recipe_from_args(args),
+        recipe=recipe,
         training_seed=args.train_seed,
-        method_options=classifier_method_options(method_options_from_args(args.method_option)),
+        method_options=method_options,
         shadow=not args.no_shadow,
     )
     results = run_table1(data, config, None if args.no_cache else args.cache, console)

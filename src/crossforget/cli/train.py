@@ -15,6 +15,7 @@ from crossforget.cli.common import (
     dataset_spec,
     device_settings,
     features_dataset,
+    finite_float,
     model_options,
 )
 from crossforget.errors import CrossforgetError
@@ -61,16 +62,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def add_learning_rate_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lr", type=float, default=None, help="learning rate of encoders and heads")
+    parser.add_argument("--lr", type=finite_float, default=None, help="learning rate of encoders and heads")
     parser.add_argument(
         "--encoder-lr",
-        type=float,
+        type=finite_float,
         default=None,
         help="learning rate of the encoders (default: small 2e-3, CLIP 1e-5)",
     )
     parser.add_argument(
         "--head-lr",
-        type=float,
+        type=finite_float,
         default=None,
         help="learning rate of the hash heads (default: small 2e-3, CLIP 1e-3)",
     )

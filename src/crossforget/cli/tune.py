@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from rich.console import Console
@@ -26,7 +27,7 @@ from crossforget.experiments.tuning import (
 )
 from crossforget.experiments.validation import DEFAULT_SIZE, validation_split
 from crossforget.io import atomic_directory, guard_output, prepare_output_dir
-from crossforget.unlearning.methods import create_method
+from crossforget.unlearning.methods import validate_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -105,10 +106,13 @@ def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
         try:
             if not key or not sep:
                 raise ValueError
-            ranges[key.strip()] = (float(low), float(high))
+            bounds = (float(low), float(high))
+            if not all(math.isfinite(b) for b in bounds):
+                raise ValueError
+            ranges[key.strip()] = bounds
         except ValueError:
             raise CrossforgetError(
-                f"--range {pair!r} is not KEY=LOW:HIGH (e.g. --range alpha=5:500)"
+                f"--range {pair!r} is not KEY=LOW:HIGH with finite numbers (e.g. --range alpha=5:500)"
             ) from None
     return ranges
 
@@ -135,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
     overlap = sorted(set(base) & set(SEARCH_SPACES[args.method]))
     if overlap:
         raise CrossforgetError(f"{overlap} are tuned options; hold them with --fix, not --option")
-    create_method(args.method, **base, **fixed)  # unknown options fail here, before any work
+    # unknown options and bad values fail here, before any work; values come back as the option types
+    checked = validate_options(args.method, {**base, **fixed})
+    fixed, base = {k: checked[k] for k in fixed}, {k: checked[k] for k in base}
     if args.out is not None:
         prepare_output_dir(args.out, args.overwrite)
     settings = device_settings(args)
