@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             saved = load_hashing_checkpoint(directory, settings["device"])
             if loaded is None or loaded.spec != saved.dataset_spec:
                 loaded = load_data(saved.dataset_spec, **settings)
+            loaded.check(saved.config, directory)
             new, result = run_method(method, saved, loaded, request, args.seed)
             target = tmp / directory.name if len(dirs) > 1 else tmp
             save_hashing_checkpoint(target, new)

@@ -217,6 +217,7 @@ def hashing_representations(
         saved = matching
     chosen = saved[0]
     loaded = load_data(chosen.dataset_spec, device)
+    loaded.check(chosen.config, path)
     store = store_for(chosen, loaded)
     train = loaded.split.train
     codes = encode(chosen.model, store, train)

@@ -53,6 +53,7 @@ def evaluate_checkpoints(
             loaded = LoadedData(
                 spec, data, split, device=device, num_workers=num_workers, memory_budget=memory_budget
             )
+        loaded.check(saved.config, directory)
         data, split = loaded.data, loaded.split
         store = loaded.store_for(saved.preprocessor, device)
         part = partition(data, split, request)
