@@ -83,6 +83,28 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     return path
 
 
+def read_config(config_file: Path) -> dict:
+    """A checkpoint's config.json as a dict; anything else (not UTF-8, not JSON, absurdly nested, not
+    an object) is a one-line error that names the file."""
+    try:
+        config = json.loads(config_file.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise CrossforgetError(f"cannot read {config_file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CrossforgetError(f"{config_file} is not UTF-8 text; the checkpoint is corrupt") from None
+    except json.JSONDecodeError as exc:
+        raise CrossforgetError(
+            f"{config_file} is not valid JSON ({exc.msg}); the checkpoint is corrupt"
+        ) from None
+    except RecursionError:
+        raise CrossforgetError(f"{config_file} is nested too deeply to be a checkpoint config") from None
+    if not isinstance(config, dict):
+        raise CrossforgetError(
+            f"{config_file} holds a JSON {type(config).__name__}, not an object; the checkpoint is corrupt"
+        )
+    return config
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load and verify that the config and the weights agree; errors name the offending file."""
     path = Path(path)
@@ -92,12 +114,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             raise CrossforgetError(
                 f"{f} is missing; is {path} a crossforget checkpoint folder (from `train`)?"
             )
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise CrossforgetError(
-            f"{config_file} is not valid JSON ({exc.msg}); the checkpoint is corrupt"
-        ) from exc
+    config = read_config(config_file)
     if config.get("format") != FORMAT:
         raise CrossforgetError(f"{config_file} has format {config.get('format')!r}, expected {FORMAT!r}")
     try:
@@ -105,6 +122,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CrossforgetError(f"{weights_file} cannot be read ({exc}); the checkpoint is corrupt") from exc
     expected = config.get("tensors", {})
+    if not isinstance(expected, dict):
+        raise CrossforgetError(f"{config_file}: 'tensors' must map names to shapes; re-create the checkpoint")
     actual = {k: list(v.shape) for k, v in tensors.items()}
     if expected != actual:
         missing = sorted(set(expected) - set(actual))

@@ -102,11 +102,36 @@ def guard_output(
             )
 
 
-def prepare_output_dir(path: str | Path, overwrite: bool) -> Path:
-    """Refuse to write into a non-empty folder unless the user asked to overwrite it."""
+def check_writable(path: str | Path, flag: str = "--out", kind: str = "folder", into: bool = False) -> None:
+    """Fail now, not after the work, when ``path`` cannot be written.
+
+    ``kind``: "folder" or "file" (what ``path`` must be if it exists). Results are created in the parent
+    folder and renamed into place, unless ``into`` (files written inside the existing folder ``path``),
+    so that is the folder probed: its nearest existing ancestor must be a writable folder.
+    """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CrossforgetError(f"output path {path} exists and is not a folder; choose another --out")
+    if path.exists() and kind == "file" and path.is_dir():
+        raise CrossforgetError(f"{flag} {path} is a folder; name a file to write, e.g. {path / 'out.png'}")
+    if path.exists() and kind == "folder" and not path.is_dir():
+        raise CrossforgetError(f"{flag} {path} exists and is not a folder; choose another {flag}")
+    start = path if into else path.parent
+    existing = next((p for p in (start, *start.parents) if p.exists()), start)
+    if not existing.is_dir():
+        raise CrossforgetError(f"{flag} {path} cannot be created: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise CrossforgetError(
+            f"{flag} {path} cannot be written ({exc.strerror} in {existing}); choose a writable location"
+        ) from None
+
+
+def prepare_output_dir(path: str | Path, overwrite: bool, flag: str = "--out") -> Path:
+    """Refuse to write into a non-empty folder unless the user asked to overwrite it, or where nothing
+    can be written."""
+    path = Path(path)
+    check_writable(path, flag)
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise CrossforgetError(f"output folder {path} is not empty; pass --overwrite or choose another --out")
     return path

@@ -44,6 +44,19 @@ def parse_value(value: str) -> object:
     return value
 
 
+def method_options_from_args(pairs: list[str] | None) -> dict[str, dict]:
+    """``METHOD.KEY=VALUE`` pairs grouped by method."""
+    grouped: dict[str, list[str]] = {}
+    for pair in pairs or []:
+        method, dot, rest = pair.partition(".")
+        if not dot or "=" not in rest:
+            raise CrossforgetError(f"--method-option {pair!r} is not METHOD.KEY=VALUE (e.g. ppp.alpha=30)")
+        grouped.setdefault(method, []).append(rest)
+    from crossforget.unlearning.methods import validate_options
+
+    return {method: validate_options(method, parse_options(values)) for method, values in grouped.items()}
+
+
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
     group.add_argument(
@@ -185,6 +198,9 @@ def model_options(args: argparse.Namespace) -> dict:
         options["clip_model"] = args.clip_model
     if args.features is not None:
         options["features"] = os.path.abspath(args.features)
+    from crossforget.models.options import check_model_options
+
+    check_model_options(options)
     return options
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import (
     add_backbone_options,
     add_dataset_options,
@@ -28,7 +29,7 @@ from crossforget.unlearning.methods import method_names
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo",
-        help="compare Original, Bad, Retrain, Finetune, SSD and PPP (Table 2)",
+        help=COMMAND_HELP["demo"],
         description="Train (or load cached) references, run every method, print and "
         "save the paper's Table 2 layout with |Delta| rows.",
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import (
     add_dataset_options,
     add_device_options,
@@ -17,13 +18,13 @@ from crossforget.cli.common import (
 )
 from crossforget.errors import CrossforgetError
 from crossforget.experiments.training_run import load_data
-from crossforget.io import guard_output
+from crossforget.io import check_writable, guard_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "features",
-        help="cache CLIP features (train hash heads on them on a CPU)",
+        help=COMMAND_HELP["features"],
         description="Cached CLIP embeddings for `train --backbone clip-features`.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -52,6 +53,7 @@ def run_extract(args: argparse.Namespace) -> int:
     from crossforget.experiments.features_run import extract_features
 
     guard_output(args.out, data_inputs(args))
+    check_writable(args.out, kind="file")
     if args.out.exists() and not args.overwrite:
         raise CrossforgetError(f"{args.out} exists; pass --overwrite or choose another --out")
     if args.batch_size < 1:

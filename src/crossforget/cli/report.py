@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.experiments.report import build_report, find_results, write_report
 from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 
@@ -14,7 +15,7 @@ from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "report",
-        help="gather result folders into report.md and a static report.html",
+        help=COMMAND_HELP["report"],
         description="Finds results.json (demo, table1, sweeps), best.json (tune) and density-plot JSON under "
         "the folders and writes report.md, report.html and figures/ (no external assets).",
     )

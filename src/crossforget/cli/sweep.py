@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import add_device_options, device_settings
-from crossforget.cli.table1 import method_options_from_args
+from crossforget.cli import COMMAND_HELP
+from crossforget.cli.common import add_device_options, device_settings, method_options_from_args
 from crossforget.cli.unlearn import read_params
 from crossforget.experiments.sweeps import (
     PAPER_CLASS_SETS,
@@ -30,7 +30,7 @@ from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "sweep",
-        help="multi-class forgetting (Fig. 3) or forget sample sizes (Fig. 4)",
+        help=COMMAND_HELP["sweep"],
         description="Run PPP (and SSD) over several forget settings, with Original and "
         "Retrain as ground truths; mean mAP with 95% confidence intervals over seeds.",
     )

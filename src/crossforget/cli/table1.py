@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from crossforget.cli.common import finite_float, parse_options
+from crossforget.cli import COMMAND_HELP
+from crossforget.cli.common import finite_float, method_options_from_args, parse_options
 from crossforget.data.imagefolder import describe_skipped
 from crossforget.data.single_label import SINGLE_LABEL_DATASETS, load_single_label
 from crossforget.errors import CrossforgetError
@@ -30,7 +31,7 @@ _INCLUDES_FORGET = ("scenes-single", "imagenet100", "deepfashion")
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "table1",
-        help="classification: Original, Bad, Retrain, Finetune, Bad Teacher, Amnesiac, SSD, PPP",
+        help=COMMAND_HELP["table1"],
         description="Train (or load cached) classifiers, run every method over seeds and write the paper's "
         "Table 1 (D_f Acc, D_r Acc, MIA; mean ± std) as JSON, CSV, Markdown and PNG.",
     )
@@ -114,19 +115,6 @@ def recipe_from_args(args: argparse.Namespace) -> ClassifierRecipe:
         if v is not None
     }
     return ClassifierRecipe(**values)
-
-
-def method_options_from_args(pairs: list[str] | None) -> dict[str, dict]:
-    """``METHOD.KEY=VALUE`` pairs grouped by method."""
-    grouped: dict[str, list[str]] = {}
-    for pair in pairs or []:
-        method, dot, rest = pair.partition(".")
-        if not dot or "=" not in rest:
-            raise CrossforgetError(f"--method-option {pair!r} is not METHOD.KEY=VALUE (e.g. ppp.alpha=30)")
-        grouped.setdefault(method, []).append(rest)
-    from crossforget.unlearning.methods import validate_options
-
-    return {method: validate_options(method, parse_options(values)) for method, values in grouped.items()}
 
 
 def data_options(args: argparse.Namespace) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import (
     add_backbone_options,
     add_dataset_options,
@@ -21,7 +22,7 @@ from crossforget.cli.common import (
 from crossforget.errors import CrossforgetError
 from crossforget.experiments.hashing_task import attach_full_fisher
 from crossforget.experiments.training_run import load_data, train_hashing
-from crossforget.io import atomic_directory, atomic_write_json, guard_output
+from crossforget.io import atomic_directory, atomic_write_json, guard_output, prepare_output_dir
 from crossforget.models.persist import save_hashing_checkpoint
 from crossforget.training import TrainingRecipe, recipe_for
 
@@ -29,7 +30,7 @@ from crossforget.training import TrainingRecipe, recipe_for
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "train",
-        help="train a hashing model, one checkpoint per bit length",
+        help=COMMAND_HELP["train"],
         description="Train the cross-modal hashing model with the DSPH loss.",
     )
     add_dataset_options(parser)
@@ -100,6 +101,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     guard_output(args.out, data_inputs(args))
+    prepare_output_dir(args.out, args.overwrite)
     spec = dataset_spec(args, features_dataset(args))
     recipe = recipe_from_args(args)
     options = model_options(args)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings, parse_options
 from crossforget.data.forget import ForgetRequest
 from crossforget.errors import CrossforgetError
@@ -37,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser = commands.add_parser(
         "tune",
-        help="search PPP or SSD hyperparameters with Optuna (TPE) on a validation split",
+        help=COMMAND_HELP["tune"],
         description="Minimise |Delta| D_f (to Retrain) + |Delta| D_r (to Original) on held-out database "
         f"items (never the query set). Search spaces: {spaces}. Resumable; workers may share --storage.",
     )

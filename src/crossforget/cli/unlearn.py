@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings, parse_options, parse_value
 from crossforget.data.forget import ForgetRequest
 from crossforget.errors import CrossforgetError
@@ -16,7 +17,7 @@ from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluation_r
 from crossforget.experiments.hashing_task import run_method
 from crossforget.experiments.reporting import print_table, write_results
 from crossforget.experiments.training_run import load_data
-from crossforget.io import atomic_directory, atomic_write_json, guard_output
+from crossforget.io import atomic_directory, atomic_write_json, guard_output, prepare_output_dir
 from crossforget.models.persist import load_hashing_checkpoint, save_hashing_checkpoint
 from crossforget.reproducibility import environment_stamp
 from crossforget.unlearning.methods import create_method, method_names, validate_options
@@ -29,7 +30,7 @@ OPTION_FLAGS = ("forget_samples", "alpha", "tau", "lam", "lam_max", "k", "estima
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "unlearn",
-        help="forget classes from a checkpoint with PPP, SSD or a baseline",
+        help=COMMAND_HELP["unlearn"],
         description="Run one unlearning method; the input checkpoint is never modified.",
     )
     parser.add_argument(
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     dirs = checkpoint_dirs(args.checkpoint)
     guard_output(args.out, [("--checkpoint", args.checkpoint), ("--params", args.params)])
+    prepare_output_dir(args.out, args.overwrite)
     request = ForgetRequest(args.forget)
     method = create_method(args.method, **method_settings(args))
     settings = device_settings(args)

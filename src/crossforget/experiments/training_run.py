@@ -20,6 +20,7 @@ from crossforget.losses.dsph import DSPHLoss
 from crossforget.models.factory import build_hasher
 from crossforget.models.hashing import CrossModalHasher
 from crossforget.models.inputs import BatchSource, Inputs, open_store, store_matches
+from crossforget.models.options import check_model_options
 from crossforget.models.persist import HashingCheckpoint
 from crossforget.models.tokenizer import WordTokenizer
 from crossforget.reproducibility import environment_stamp, seed_everything
@@ -77,6 +78,7 @@ def model_config(
 ) -> dict:
     """The model config; CLIP reads its architecture and tokenizer from the local pretrained model, the
     clip-features backbone its dimension from the features file (checked against ``spec``)."""
+    check_model_options(options)
     backbone = options.get("backbone", "small")
     if backbone == "clip":
         from crossforget.models.clip import clip_model_config
