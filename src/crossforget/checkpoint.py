@@ -16,10 +16,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from crossforget.errors import CrossforgetError
-from crossforget.io import atomic_write_bytes, atomic_write_json
+from crossforget.io import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, atomic_write_bytes, atomic_write_json
 
 FORMAT = "crossforget-checkpoint/1"
-WEIGHTS, CONFIG = "weights.safetensors", "config.json"
+WEIGHTS, CONFIG = CHECKPOINT_WEIGHTS, CHECKPOINT_CONFIG
 
 
 @dataclass
@@ -39,17 +39,70 @@ class Checkpoint:
         return {k: v.detach().contiguous().cpu() for k, v in flat.items()}
 
 
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Tensors holding NaN or Inf, with the count of such values.
+
+    Prototype rows are NaN by design for classes without training samples (Eq. 2 is 0/0 there), so a
+    prototype row counts only when it is partly NaN or holds an Inf.
+    """
+    bad = {}
+    for name, value in tensors.items():
+        if not value.is_floating_point():
+            continue
+        finite = torch.isfinite(value)
+        if name.startswith("prototypes.") and value.dim() == 2:
+            empty_rows = torch.isnan(value).all(dim=1, keepdim=True)
+            finite = finite | empty_rows
+        if not bool(finite.all()):
+            bad[name] = int((~finite).sum())
+    return bad
+
+
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
-    """Write weights then config, each atomically; the config lists every tensor for verification."""
+    """Write weights then config, each atomically; the config lists every tensor for verification.
+
+    A model with NaN or Inf weights is refused before anything is written: it would only give
+    meaningless codes, and later runs would take it for a trained model.
+    """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     tensors = checkpoint.tensors()
+    bad = non_finite_tensors(tensors)
+    if bad:
+        first = next(iter(bad))
+        raise CrossforgetError(
+            f"the new model has {sum(bad.values())} NaN/Inf values in {len(bad)} tensor(s) "
+            f"(first: {first}); nothing was saved. The run diverged: use a smaller learning rate or "
+            "milder method options"
+        )
+    path.mkdir(parents=True, exist_ok=True)
     config = dict(
         checkpoint.config, format=FORMAT, tensors={k: list(v.shape) for k, v in sorted(tensors.items())}
     )
     atomic_write_bytes(path / WEIGHTS, save(tensors))
     atomic_write_json(path / CONFIG, config)
     return path
+
+
+def read_config(config_file: Path) -> dict:
+    """A checkpoint's config.json as a dict; anything else (not UTF-8, not JSON, absurdly nested, not
+    an object) is a one-line error that names the file."""
+    try:
+        config = json.loads(config_file.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise CrossforgetError(f"cannot read {config_file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CrossforgetError(f"{config_file} is not UTF-8 text; the checkpoint is corrupt") from None
+    except json.JSONDecodeError as exc:
+        raise CrossforgetError(
+            f"{config_file} is not valid JSON ({exc.msg}); the checkpoint is corrupt"
+        ) from None
+    except RecursionError:
+        raise CrossforgetError(f"{config_file} is nested too deeply to be a checkpoint config") from None
+    if not isinstance(config, dict):
+        raise CrossforgetError(
+            f"{config_file} holds a JSON {type(config).__name__}, not an object; the checkpoint is corrupt"
+        )
+    return config
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -61,12 +114,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             raise CrossforgetError(
                 f"{f} is missing; is {path} a crossforget checkpoint folder (from `train`)?"
             )
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise CrossforgetError(
-            f"{config_file} is not valid JSON ({exc.msg}); the checkpoint is corrupt"
-        ) from exc
+    config = read_config(config_file)
     if config.get("format") != FORMAT:
         raise CrossforgetError(f"{config_file} has format {config.get('format')!r}, expected {FORMAT!r}")
     try:
@@ -74,6 +122,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CrossforgetError(f"{weights_file} cannot be read ({exc}); the checkpoint is corrupt") from exc
     expected = config.get("tensors", {})
+    if not isinstance(expected, dict):
+        raise CrossforgetError(f"{config_file}: 'tensors' must map names to shapes; re-create the checkpoint")
     actual = {k: list(v.shape) for k, v in tensors.items()}
     if expected != actual:
         missing = sorted(set(expected) - set(actual))

@@ -7,11 +7,14 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from crossforget.errors import CrossforgetError
+
+# The two files that make a folder a checkpoint (crossforget.checkpoint reads and writes them).
+CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS = "config.json", "weights.safetensors"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -55,11 +58,80 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def prepare_output_dir(path: str | Path, overwrite: bool) -> Path:
-    """Refuse to write into a non-empty folder unless the user asked to overwrite it."""
+def is_checkpoint_folder(path: Path) -> bool:
+    return (path / CHECKPOINT_CONFIG).is_file() and (path / CHECKPOINT_WEIGHTS).is_file()
+
+
+def guard_output(
+    out: str | Path,
+    inputs: Iterable[tuple[str, str | Path | None]],
+    flag: str = "--out",
+    allow_equal: bool = False,
+    allow_inside: bool = False,
+) -> None:
+    """Refuse an output that equals, contains or sits inside one of the command's inputs.
+
+    ``--overwrite`` replaces the output folder wholesale, so an output that equals or contains an input
+    would delete it, and one inside an input checkpoint would later be read as part of it. ``inputs`` are
+    (what, path) pairs such as ("--checkpoint", path); None entries are skipped. An output inside any
+    checkpoint folder is refused too. ``allow_equal`` / ``allow_inside`` relax the rule for commands that
+    only add files beside their input (``evaluate``) or skip their own output when reading (``report``).
+    """
+    target = Path(out).expanduser().resolve()
+    for what, path in inputs:
+        if path is None:
+            continue
+        source = Path(path).expanduser().resolve()
+        if target == source and not allow_equal:
+            problem = "is"
+        elif source in target.parents and not allow_inside:
+            problem = "lies inside"
+        elif target in source.parents:
+            problem = "contains"
+        else:
+            continue
+        raise CrossforgetError(
+            f"{flag} {out} {problem} the input {what} {path}; the input is never modified or "
+            f"deleted, so choose an {flag} outside it"
+        )
+    for folder in target.parents:
+        if is_checkpoint_folder(folder):
+            raise CrossforgetError(
+                f"{flag} {out} lies inside the checkpoint folder {folder}; later runs would read it as "
+                f"part of that checkpoint, so choose an {flag} outside it"
+            )
+
+
+def check_writable(path: str | Path, flag: str = "--out", kind: str = "folder", into: bool = False) -> None:
+    """Fail now, not after the work, when ``path`` cannot be written.
+
+    ``kind``: "folder" or "file" (what ``path`` must be if it exists). Results are created in the parent
+    folder and renamed into place, unless ``into`` (files written inside the existing folder ``path``),
+    so that is the folder probed: its nearest existing ancestor must be a writable folder.
+    """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CrossforgetError(f"output path {path} exists and is not a folder; choose another --out")
+    if path.exists() and kind == "file" and path.is_dir():
+        raise CrossforgetError(f"{flag} {path} is a folder; name a file to write, e.g. {path / 'out.png'}")
+    if path.exists() and kind == "folder" and not path.is_dir():
+        raise CrossforgetError(f"{flag} {path} exists and is not a folder; choose another {flag}")
+    start = path if into else path.parent
+    existing = next((p for p in (start, *start.parents) if p.exists()), start)
+    if not existing.is_dir():
+        raise CrossforgetError(f"{flag} {path} cannot be created: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise CrossforgetError(
+            f"{flag} {path} cannot be written ({exc.strerror} in {existing}); choose a writable location"
+        ) from None
+
+
+def prepare_output_dir(path: str | Path, overwrite: bool, flag: str = "--out") -> Path:
+    """Refuse to write into a non-empty folder unless the user asked to overwrite it, or where nothing
+    can be written."""
+    path = Path(path)
+    check_writable(path, flag)
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise CrossforgetError(f"output folder {path} is not empty; pass --overwrite or choose another --out")
     return path

@@ -2,64 +2,112 @@
 
 argparse rather than typer/click: the documented syntax ``--bits 16 32 64`` needs options that take
 several values, which click cannot express.
+
+Only the module of the command being run is imported (``crossforget --help`` imports none of them, so
+no torch or transformers), and interrupts (Ctrl-C, SIGTERM) end every command with one line.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import importlib
 import os
+import signal
+import sys
+import threading
+import typing
+from collections.abc import Iterator, Sequence
 
-# Threads that spin while waiting thrash when the cores are shared (CI, laptops under load): a passive
-# wait policy costs little on an idle machine and avoids 10-100x slowdowns on a busy one.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from crossforget import __version__
+from crossforget.errors import CrossforgetError
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from collections.abc import Sequence
-
-from crossforget import __version__  # noqa: E402
-from crossforget.errors import CrossforgetError  # noqa: E402
-
-COMMAND_MODULES = (
-    "data",
-    "train",
-    "evaluate",
-    "unlearn",
-    "demo",
-    "features",
-    "table1",
-    "tune",
-    "sweep",
-    "plot",
-    "report",
-)
+# Command -> one-line help, in the order `crossforget --help` lists them; each module uses its entry.
+COMMAND_HELP = {
+    "data": "preview a dataset or print its label statistics",
+    "train": "train a hashing model, one checkpoint per bit length",
+    "evaluate": "mAP on D_r and D_f, I2T and T2I, for one or more checkpoints",
+    "unlearn": "forget classes from a checkpoint with PPP, SSD or a baseline",
+    "demo": "compare Original, Bad, Retrain, Finetune, SSD and PPP (Table 2)",
+    "features": "cache CLIP features (train hash heads on them on a CPU)",
+    "table1": "classification: Original, Bad, Retrain, Finetune, Bad Teacher, Amnesiac, SSD, PPP",
+    "tune": "search PPP or SSD hyperparameters with Optuna (TPE) on a validation split",
+    "sweep": "multi-class forgetting (Fig. 3) or forget sample sizes (Fig. 4)",
+    "plot": "figures from checkpoints (density of reduced features, Fig. 1)",
+    "report": "gather result folders into report.md and a static report.html",
+}
+COMMAND_MODULES = tuple(COMMAND_HELP)
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as shells report them
 
 
-def build_parser() -> argparse.ArgumentParser:
-    import importlib
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up (temporary folders removed) runs."""
 
-    parser = argparse.ArgumentParser(
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one ``error:`` line (exit 2), like every other input error."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv``: the first word that is not an option (the top level has only
+    --help and --version, which take no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The parser with ``command`` fully registered and the others listed by name and help only
+    ("*": all of them, e.g. for documentation)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: no spinning on shared cores
+    parser = _Parser(
         prog="crossforget",
         description="Selective class unlearning for cross-modal hashing retrieval (PPP, SSD and baselines).",
     )
     parser.add_argument("--version", action="version", version=f"crossforget {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"crossforget.cli.{name}").register(commands)
+    for name, help_text in COMMAND_HELP.items():
+        if command in ("*", name):
+            importlib.import_module(f"crossforget.cli.{name}").register(commands)
+        else:
+            commands.add_parser(name, help=help_text)
     return parser
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    """Turn SIGTERM into ``Terminated`` for the duration of a command (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except CrossforgetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing half-written was left behind", file=sys.stderr)
-        return 130
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with _sigterm_as_exception():
+        try:
+            args = build_parser(_command_of(argv)).parse_args(argv)
+            return int(args.handler(args) or 0)
+        except CrossforgetError as exc:
+            print("error: " + " ".join(str(exc).splitlines()), file=sys.stderr)
+            return 2
+        except Terminated:
+            print("terminated (SIGTERM); nothing half-written was left behind", file=sys.stderr)
+            return EXIT_TERMINATED
+        except KeyboardInterrupt:
+            print("interrupted; nothing half-written was left behind", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

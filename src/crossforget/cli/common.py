@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from crossforget.data.registry import DatasetSpec
 from crossforget.errors import CrossforgetError
+
+
+def finite_float(text: str) -> float:
+    """argparse type of every real-valued flag: NaN and Inf would silently poison a run."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def parse_options(pairs: list[str] | None) -> dict:
@@ -16,11 +28,12 @@ def parse_options(pairs: list[str] | None) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise CrossforgetError(f"option {pair!r} is not KEY=VALUE (e.g. --data-option num_items=2000)")
-        options[key.strip()] = _literal(value.strip())
+        options[key.strip()] = parse_value(value.strip())
     return options
 
 
-def _literal(value: str) -> object:
+def parse_value(value: str) -> object:
+    """A flag's text as bool, int, float or string; the options' own validators check the type."""
     if value.lower() in {"true", "false"}:
         return value.lower() == "true"
     for kind in (int, float):
@@ -29,6 +42,19 @@ def _literal(value: str) -> object:
         except ValueError:
             pass
     return value
+
+
+def method_options_from_args(pairs: list[str] | None) -> dict[str, dict]:
+    """``METHOD.KEY=VALUE`` pairs grouped by method."""
+    grouped: dict[str, list[str]] = {}
+    for pair in pairs or []:
+        method, dot, rest = pair.partition(".")
+        if not dot or "=" not in rest:
+            raise CrossforgetError(f"--method-option {pair!r} is not METHOD.KEY=VALUE (e.g. ppp.alpha=30)")
+        grouped.setdefault(method, []).append(rest)
+    from crossforget.unlearning.methods import validate_options
+
+    return {method: validate_options(method, parse_options(values)) for method, values in grouped.items()}
 
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +103,17 @@ def dataset_spec(args: argparse.Namespace, fallback: dict | None = None) -> Data
     )
 
 
+def data_inputs(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """The data a command reads (its root folder, a features file, a local CLIP), for ``guard_output``."""
+    root = parse_options(getattr(args, "data_option", None)).get("root")
+    inputs = [("--data-root", getattr(args, "data_root", None)), ("--data-option root", root)]
+    inputs += [("--features", getattr(args, "features", None))]
+    clip = getattr(args, "clip_model", None)
+    if clip is not None and os.path.exists(clip):
+        inputs.append(("--clip-model", clip))
+    return [(what, str(path)) for what, path in inputs if isinstance(path, str | os.PathLike)]
+
+
 def add_device_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("device")
     group.add_argument(
@@ -95,7 +132,7 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--image-memory",
-        type=float,
+        type=finite_float,
         default=4.0,
         metavar="GB",
         help="decoded images kept in memory (default 4): a data set that fits is decoded "
@@ -161,6 +198,9 @@ def model_options(args: argparse.Namespace) -> dict:
         options["clip_model"] = args.clip_model
     if args.features is not None:
         options["features"] = os.path.abspath(args.features)
+    from crossforget.models.options import check_model_options
+
+    check_model_options(options)
     return options
 
 

@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from crossforget.cli.common import add_dataset_options, dataset_spec
+from crossforget.cli import COMMAND_HELP
+from crossforget.cli.common import add_dataset_options, data_inputs, dataset_spec
 from crossforget.data.registry import load_dataset
 from crossforget.experiments.reporting import print_table
+from crossforget.io import check_writable, guard_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("data", help="preview a dataset or print its label statistics")
+    parser = commands.add_parser("data", help=COMMAND_HELP["data"])
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     preview = actions.add_parser("preview", help="write a PNG grid of samples with captions and labels")
     add_dataset_options(preview)
@@ -30,6 +32,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_preview(args: argparse.Namespace) -> int:
     from crossforget.data.preview import write_preview
 
+    guard_output(args.out, data_inputs(args))
+    check_writable(args.out, kind="file")
     data, _ = load_dataset(dataset_spec(args))
     path = write_preview(data, args.out, count=args.count, seed=args.seed)
     Console(stderr=True).print(f"preview written to {path}")

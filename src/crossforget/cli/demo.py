@@ -7,10 +7,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import (
     add_backbone_options,
     add_dataset_options,
     add_device_options,
+    data_inputs,
     dataset_spec,
     device_settings,
     features_dataset,
@@ -20,14 +22,14 @@ from crossforget.cli.train import add_learning_rate_options, recipe_from_args
 from crossforget.cli.unlearn import read_params
 from crossforget.experiments.table2 import Table2Config, run_table2, write_table2
 from crossforget.experiments.training_run import load_data
-from crossforget.io import atomic_directory, prepare_output_dir
+from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.unlearning.methods import method_names
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo",
-        help="compare Original, Bad, Retrain, Finetune, SSD and PPP (Table 2)",
+        help=COMMAND_HELP["demo"],
         description="Train (or load cached) references, run every method, print and "
         "save the paper's Table 2 layout with |Delta| rows.",
     )
@@ -65,6 +67,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    inputs = [("--cache", args.cache), ("--ppp-params", args.ppp_params), ("--ssd-params", args.ssd_params)]
+    guard_output(args.out, data_inputs(args) + inputs)
     prepare_output_dir(args.out, args.overwrite)
     console = Console(stderr=True)
     method_options = {}

@@ -7,15 +7,17 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings
 from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluate_checkpoints, evaluation_rows
 from crossforget.experiments.reporting import print_table, write_results
+from crossforget.io import check_writable, guard_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "evaluate",
-        help="mAP on D_r and D_f, I2T and T2I, for one or more checkpoints",
+        help=COMMAND_HELP["evaluate"],
         description="Evaluate hashing checkpoints under a forget request.",
     )
     parser.add_argument(
@@ -37,12 +39,17 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:  # evaluation.* beside the checkpoint (the default) never touch its files
+        guard_output(args.out, [("--checkpoint", args.checkpoint)], allow_equal=True)
+    out = args.out or args.checkpoint
+    check_writable(
+        out, "--out" if args.out else "--checkpoint folder (where results go without --out)", into=True
+    )
     dirs = checkpoint_dirs(args.checkpoint)
     results = evaluate_checkpoints(dirs, args.forget, args.topk, **device_settings(args))
     columns, rows = evaluation_rows(results)
     title = f"Retrieval mAP (%) forgetting {', '.join(args.forget)}"
     print_table(title, columns, rows, Console())
-    out = args.out or args.checkpoint
     paths = write_results(Path(out), "evaluation", results, columns, rows, title)
     Console(stderr=True).print(f"results written to {paths['json']} (.csv, .md)")
     return 0

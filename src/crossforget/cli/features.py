@@ -8,15 +8,23 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import add_dataset_options, add_device_options, dataset_spec, device_settings
+from crossforget.cli import COMMAND_HELP
+from crossforget.cli.common import (
+    add_dataset_options,
+    add_device_options,
+    data_inputs,
+    dataset_spec,
+    device_settings,
+)
 from crossforget.errors import CrossforgetError
 from crossforget.experiments.training_run import load_data
+from crossforget.io import check_writable, guard_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "features",
-        help="cache CLIP features (train hash heads on them on a CPU)",
+        help=COMMAND_HELP["features"],
         description="Cached CLIP embeddings for `train --backbone clip-features`.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -44,6 +52,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_extract(args: argparse.Namespace) -> int:
     from crossforget.experiments.features_run import extract_features
 
+    guard_output(args.out, data_inputs(args))
+    check_writable(args.out, kind="file")
     if args.out.exists() and not args.overwrite:
         raise CrossforgetError(f"{args.out} exists; pass --overwrite or choose another --out")
     if args.batch_size < 1:

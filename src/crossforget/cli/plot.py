@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings, parse_options
 from crossforget.errors import CrossforgetError
 from crossforget.experiments.density import (
@@ -19,13 +20,11 @@ from crossforget.experiments.density import (
     forget_indices,
     hashing_representations,
 )
-from crossforget.io import atomic_write_json
+from crossforget.io import atomic_write_json, check_writable, guard_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "plot", help="figures from checkpoints (density of reduced features, Fig. 1)"
-    )
+    parser = commands.add_parser("plot", help=COMMAND_HELP["plot"])
     figures = parser.add_subparsers(dest="figure", metavar="FIGURE", required=True)
     density = figures.add_parser(
         "density",
@@ -82,6 +81,9 @@ def run_density(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"density-{name}-{args.method}.png"
     if out.suffix.lower() != ".png":
         raise CrossforgetError(f"--out {out} must end in .png")
+    for written in (out, out.with_suffix(".json")):
+        guard_output(written, [("--checkpoint", args.checkpoint), ("--root", args.root)])
+    check_writable(out, kind="file")
     if out.exists() and not args.overwrite:
         raise CrossforgetError(f"{out} exists; pass --overwrite or choose another --out")
     kind = checkpoint_kind(args.checkpoint)

@@ -7,14 +7,15 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.experiments.report import build_report, find_results, write_report
-from crossforget.io import atomic_directory, prepare_output_dir
+from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "report",
-        help="gather result folders into report.md and a static report.html",
+        help=COMMAND_HELP["report"],
         description="Finds results.json (demo, table1, sweeps), best.json (tune) and density-plot JSON under "
         "the folders and writes report.md, report.html and figures/ (no external assets).",
     )
@@ -26,6 +27,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A report folder inside a searched folder is fine: the search skips it.
+    guard_output(args.out, [("folder", folder) for folder in args.folders], allow_inside=True)
     prepare_output_dir(args.out, args.overwrite)
     found = find_results(args.folders, exclude=args.out)
     blocks, images = build_report(found, args.title)

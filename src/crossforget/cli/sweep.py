@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import add_device_options, device_settings
-from crossforget.cli.table1 import method_options_from_args
+from crossforget.cli import COMMAND_HELP
+from crossforget.cli.common import add_device_options, device_settings, method_options_from_args
 from crossforget.cli.unlearn import read_params
 from crossforget.experiments.panel import PANELS, panel_sets, request_points, write_panel
 from crossforget.experiments.sweeps import (
@@ -26,13 +26,13 @@ from crossforget.experiments.sweeps import (
     sample_points,
     write_sweep,
 )
-from crossforget.io import atomic_directory, prepare_output_dir
+from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "sweep",
-        help="multi-class forgetting (Fig. 3) or forget sample sizes (Fig. 4)",
+        help=COMMAND_HELP["sweep"],
         description="Run PPP (and SSD) over several forget settings, with Original and "
         "Retrain as ground truths; mean mAP with 95% confidence intervals over seeds.",
     )
@@ -138,6 +138,15 @@ def _method_options(args: argparse.Namespace) -> dict[str, dict]:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    guard_output(
+        args.out,
+        [
+            ("--checkpoint", args.checkpoint),
+            ("--cache", args.cache),
+            ("--ppp-params", args.ppp_params),
+            ("--ssd-params", args.ssd_params),
+        ],
+    )
     prepare_output_dir(args.out, args.overwrite)
     given = getattr(args, "sets", None) or getattr(args, "requests", None)
     for position, text in enumerate(given or (), 1):

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from crossforget.cli.common import parse_options
+from crossforget.cli import COMMAND_HELP
+from crossforget.cli.common import finite_float, method_options_from_args, parse_options
 from crossforget.data.imagefolder import describe_skipped
 from crossforget.data.single_label import SINGLE_LABEL_DATASETS, load_single_label
 from crossforget.errors import CrossforgetError
@@ -19,7 +20,7 @@ from crossforget.experiments.table1 import (
     run_table1,
     write_table1,
 )
-from crossforget.io import atomic_directory, prepare_output_dir
+from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.models.classifier import ARCHITECTURES, DEFAULT_IMAGE_SIZE
 
 # Loaders that can be told to keep the forget classes when they sample classes.
@@ -31,7 +32,7 @@ _BUILT_IN = ("scenes-single", "digits")
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "table1",
-        help="classification: Original, Bad, Retrain, Finetune, Bad Teacher, Amnesiac, SSD, PPP",
+        help=COMMAND_HELP["table1"],
         description="Train (or load cached) classifiers, run every method over seeds and write the paper's "
         "Table 1 (D_f Acc, D_r Acc, MIA; mean ± std) as JSON, CSV, Markdown and PNG.",
     )
@@ -48,7 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     data.add_argument(
         "--test-fraction",
-        type=float,
+        type=finite_float,
         default=None,
         help="seeded stratified test split when the data has no test split of its own (digits: 0.2)",
     )
@@ -93,7 +94,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--epochs", type=int, default=None, help=f"epochs of Original/Retrain ({ClassifierRecipe.epochs})"
     )
     model.add_argument("--batch-size", type=int, default=None)
-    model.add_argument("--lr", type=float, default=None, help="peak SGD learning rate of Original/Retrain")
+    model.add_argument(
+        "--lr", type=finite_float, default=None, help="peak SGD learning rate of Original/Retrain"
+    )
     model.add_argument("--train-seed", type=int, default=0, help="seed of the Original and Retrain training")
     parser.add_argument(
         "--no-shadow", action="store_true", help="skip the shadow-model MIA (saves its training)"
@@ -117,17 +120,6 @@ def recipe_from_args(args: argparse.Namespace) -> ClassifierRecipe:
         if v is not None
     }
     return ClassifierRecipe(**values)
-
-
-def method_options_from_args(pairs: list[str] | None) -> dict[str, dict]:
-    """``METHOD.KEY=VALUE`` pairs grouped by method."""
-    grouped: dict[str, list[str]] = {}
-    for pair in pairs or []:
-        method, dot, rest = pair.partition(".")
-        if not dot or "=" not in rest:
-            raise CrossforgetError(f"--method-option {pair!r} is not METHOD.KEY=VALUE (e.g. ppp.alpha=30)")
-        grouped.setdefault(method, []).append(rest)
-    return {method: parse_options(values) for method, values in grouped.items()}
 
 
 def data_options(args: argparse.Namespace) -> dict:
@@ -156,7 +148,11 @@ def run(args: argparse.Namespace) -> int:
         raise CrossforgetError("--threads must be at least 1")
     torch.set_num_threads(args.threads)
     out = args.out or Path("runs") / f"table1-{args.dataset}-{'-'.join(args.forget).replace(' ', '_')}"
+    inputs = [("--root", args.root), ("--pretrained", args.pretrained)]
+    guard_output(out, inputs + ([] if args.no_cache else [("--cache", args.cache)]))
     prepare_output_dir(out, args.overwrite)
+    method_options = method_options_from_args(args.method_option)
+    recipe = recipe_from_args(args)
     console = Console(stderr=True)
     data = load_single_label(args.dataset, **data_options(args))
     note = describe_skipped(data.info["skipped"]) if "skipped" in data.info else None
@@ -174,9 +170,9 @@ def run(args: argparse.Namespace) -> int:
         architecture=args.arch,
         image_size=args.image_size,
         pretrained=str(args.pretrained) if args.pretrained else None,
-        recipe=recipe_from_args(args),
+        recipe=recipe,
         training_seed=args.train_seed,
-        method_options=method_options_from_args(args.method_option),
+        method_options=method_options,
         shadow=not args.no_shadow,
     )
     results = run_table1(data, config, None if args.no_cache else args.cache, console)

@@ -7,19 +7,22 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import (
     add_backbone_options,
     add_dataset_options,
     add_device_options,
+    data_inputs,
     dataset_spec,
     device_settings,
     features_dataset,
+    finite_float,
     model_options,
 )
 from crossforget.errors import CrossforgetError
 from crossforget.experiments.hashing_task import attach_full_fisher
 from crossforget.experiments.training_run import load_data, train_hashing
-from crossforget.io import atomic_directory, atomic_write_json
+from crossforget.io import atomic_directory, atomic_write_json, guard_output, prepare_output_dir
 from crossforget.models.persist import save_hashing_checkpoint
 from crossforget.training import TrainingRecipe, recipe_for
 
@@ -27,7 +30,7 @@ from crossforget.training import TrainingRecipe, recipe_for
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "train",
-        help="train a hashing model, one checkpoint per bit length",
+        help=COMMAND_HELP["train"],
         description="Train the cross-modal hashing model with the DSPH loss.",
     )
     add_dataset_options(parser)
@@ -60,16 +63,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def add_learning_rate_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lr", type=float, default=None, help="learning rate of encoders and heads")
+    parser.add_argument("--lr", type=finite_float, default=None, help="learning rate of encoders and heads")
     parser.add_argument(
         "--encoder-lr",
-        type=float,
+        type=finite_float,
         default=None,
         help="learning rate of the encoders (default: small 2e-3, CLIP 1e-5)",
     )
     parser.add_argument(
         "--head-lr",
-        type=float,
+        type=finite_float,
         default=None,
         help="learning rate of the hash heads (default: small 2e-3, CLIP 1e-3)",
     )
@@ -97,6 +100,8 @@ def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    guard_output(args.out, data_inputs(args))
+    prepare_output_dir(args.out, args.overwrite)
     spec = dataset_spec(args, features_dataset(args))
     recipe = recipe_from_args(args)
     options = model_options(args)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from rich.console import Console
 
+from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings, parse_options
 from crossforget.data.forget import ForgetRequest
 from crossforget.errors import CrossforgetError
@@ -25,8 +27,8 @@ from crossforget.experiments.tuning import (
     write_tuning,
 )
 from crossforget.experiments.validation import DEFAULT_SIZE, validation_split
-from crossforget.io import atomic_directory, prepare_output_dir
-from crossforget.unlearning.methods import create_method
+from crossforget.io import atomic_directory, guard_output, prepare_output_dir
+from crossforget.unlearning.methods import validate_options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -36,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser = commands.add_parser(
         "tune",
-        help="search PPP or SSD hyperparameters with Optuna (TPE) on a validation split",
+        help=COMMAND_HELP["tune"],
         description="Minimise |Delta| D_f (to Retrain) + |Delta| D_r (to Original) on held-out database "
         f"items (never the query set). Search spaces: {spaces}. Resumable; workers may share --storage.",
     )
@@ -105,23 +107,42 @@ def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
         try:
             if not key or not sep:
                 raise ValueError
-            ranges[key.strip()] = (float(low), float(high))
+            bounds = (float(low), float(high))
+            if not all(math.isfinite(b) for b in bounds):
+                raise ValueError
+            ranges[key.strip()] = bounds
         except ValueError:
             raise CrossforgetError(
-                f"--range {pair!r} is not KEY=LOW:HIGH (e.g. --range alpha=5:500)"
+                f"--range {pair!r} is not KEY=LOW:HIGH with finite numbers (e.g. --range alpha=5:500)"
             ) from None
     return ranges
 
 
+def storage_file(url: str) -> str | None:
+    """The database file of a ``sqlite:///`` storage URL (an input an output folder must not hold)."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return url.removeprefix("sqlite:///")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    inputs = [
+        ("--checkpoint", args.checkpoint),
+        ("--cache", args.cache),
+        ("--storage", storage_file(args.storage)),
+    ]
+    if args.out is not None:
+        guard_output(args.out, inputs)
     storage = open_storage(args.storage)
     fixed, base = parse_options(args.fix), parse_options(args.option)
     space = search_space(args.method, fixed, parse_ranges(args.ranges))
     overlap = sorted(set(base) & set(SEARCH_SPACES[args.method]))
     if overlap:
         raise CrossforgetError(f"{overlap} are tuned options; hold them with --fix, not --option")
-    create_method(args.method, **base, **fixed)  # unknown options fail here, before any work
+    # unknown options and bad values fail here, before any work; values come back as the option types
+    checked = validate_options(args.method, {**base, **fixed})
+    fixed, base = {k: checked[k] for k in fixed}, {k: checked[k] for k in base}
     if args.out is not None:
         prepare_output_dir(args.out, args.overwrite)
     settings = device_settings(args)
@@ -150,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     )
     name = args.study or study_name_for(setup)
     out = args.out or Path("runs") / f"tune-{name}"
+    guard_output(out, inputs)
     prepare_output_dir(out, args.overwrite)
     validation = validation_split(checkpoints.loaded.split, args.validation_size, args.validation_seed)
     console.print(

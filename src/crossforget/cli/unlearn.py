@@ -9,35 +9,29 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import add_device_options, device_settings, parse_options
+from crossforget.cli import COMMAND_HELP
+from crossforget.cli.common import add_device_options, device_settings, parse_options, parse_value
 from crossforget.data.forget import ForgetRequest
 from crossforget.errors import CrossforgetError
-from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluate_checkpoints, evaluation_rows
+from crossforget.experiments import evaluation_run
+from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluation_rows
 from crossforget.experiments.hashing_task import run_method
 from crossforget.experiments.reporting import print_table, write_results
 from crossforget.experiments.training_run import load_data
-from crossforget.io import atomic_directory, atomic_write_json
+from crossforget.io import atomic_directory, atomic_write_json, guard_output, prepare_output_dir
 from crossforget.models.persist import load_hashing_checkpoint, save_hashing_checkpoint
 from crossforget.reproducibility import environment_stamp
-from crossforget.unlearning.methods import create_method, method_names
+from crossforget.unlearning.methods import create_method, method_names, validate_options
 
-# Flags that map onto method options of the same (or the paper's) name.
-OPTION_FLAGS = {
-    "forget_samples": int,
-    "alpha": float,
-    "tau": float,
-    "lam": float,
-    "lam_max": float,
-    "k": int,
-    "estimator": str,
-    "epochs": int,
-}
+# Flags that map onto method options of the same (or the paper's) name; their values are checked
+# against the method's options (types, ranges, finiteness) like --option values.
+OPTION_FLAGS = ("forget_samples", "alpha", "tau", "lam", "lam_max", "k", "estimator", "epochs")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "unlearn",
-        help="forget classes from a checkpoint with PPP, SSD or a baseline",
+        help=COMMAND_HELP["unlearn"],
         description="Run one unlearning method; the input checkpoint is never modified.",
     )
     parser.add_argument(
@@ -59,10 +53,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--option", action="append", metavar="KEY=VALUE", help="any method option, repeatable"
     )
-    for name, kind in OPTION_FLAGS.items():
+    for name in OPTION_FLAGS:
         flag = "--" + name.replace("_", "-")
         aliases = [flag] + (["--lambda"] if name == "lam" else ["--lambda-max"] if name == "lam_max" else [])
-        parser.add_argument(*aliases, dest=name, type=kind, default=None, help=argparse.SUPPRESS)
+        parser.add_argument(*aliases, dest=name, type=parse_value, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--retain-budget",
         default=None,
@@ -106,24 +100,37 @@ def retain_budget(text: str) -> float | None:
 
 
 def read_params(path: Path, method: str) -> dict:
-    """A params file is either {option: value} or the tuner's {"method": ..., "params": {...}}."""
+    """A params file is either {option: value} or the tuner's {"method": ..., "params": {...}};
+    the values are checked against the method's options."""
+    shape = 'a JSON object {"option": value, ...} or {"method": ..., "params": {...}} (best.json of tune)'
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CrossforgetError(f"cannot read --params {path}: {exc}") from exc
-    if "params" in payload:
+        payload = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise CrossforgetError(f"cannot read --params {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise CrossforgetError(f"--params {path} is not UTF-8 text; it must hold {shape}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise CrossforgetError(
+            f"--params {path} is not valid JSON ({reason}); it must hold {shape}"
+        ) from None
+    if isinstance(payload, dict) and "params" in payload:
         if payload.get("method", method) != method:
-            raise CrossforgetError(f"{path} holds parameters for {payload['method']}, not {method}")
-        return dict(payload["params"])
-    return dict(payload)
+            raise CrossforgetError(f"{path} holds parameters for {payload['method']!r}, not {method}")
+        payload = payload["params"]
+    if not isinstance(payload, dict):
+        raise CrossforgetError(f"--params {path} holds a JSON {type(payload).__name__}; it must hold {shape}")
+    return validate_options(method, payload)
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    dirs = checkpoint_dirs(args.checkpoint)
+    guard_output(args.out, [("--checkpoint", args.checkpoint), ("--params", args.params)])
+    prepare_output_dir(args.out, args.overwrite)
     request = ForgetRequest(args.forget)
     method = create_method(args.method, **method_settings(args))
     settings = device_settings(args)
-    dirs = checkpoint_dirs(args.checkpoint)
     report = {
         "method": args.method,
         "forget": list(request.classes),
@@ -138,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
             saved = load_hashing_checkpoint(directory, settings["device"])
             if loaded is None or loaded.spec != saved.dataset_spec:
                 loaded = load_data(saved.dataset_spec, **settings)
+            loaded.check(saved.config, directory)
             new, result = run_method(method, saved, loaded, request, args.seed)
             target = tmp / directory.name if len(dirs) > 1 else tmp
             save_hashing_checkpoint(target, new)
@@ -153,11 +161,14 @@ def run(args: argparse.Namespace) -> int:
                     f"step(s), acted on {guard['acted_on']}, {'met' if guard['met'] else 'NOT met'}"
                 )
         atomic_write_json(tmp / "unlearn.json", report)
+        if args.evaluate:  # inside the block: a failed evaluation leaves no checkpoint behind either
+            results = evaluation_run.evaluate_checkpoints(checkpoint_dirs(tmp), args.forget, **settings)
+            results["checkpoints"] = [
+                str(args.out / Path(d).relative_to(tmp)) for d in results["checkpoints"]
+            ]
+            columns, rows = evaluation_rows(results)
+            title = f"{args.method}: retrieval mAP (%) after forgetting {', '.join(request.classes)}"
+            print_table(title, columns, rows, Console())
+            write_results(tmp, "evaluation", results, columns, rows, title)
     console.print(f"unlearned checkpoint(s) written to {args.out}")
-    if args.evaluate:
-        results = evaluate_checkpoints(checkpoint_dirs(args.out), args.forget, **settings)
-        columns, rows = evaluation_rows(results)
-        title = f"{args.method}: retrieval mAP (%) after forgetting {', '.join(request.classes)}"
-        print_table(title, columns, rows, Console())
-        write_results(args.out, "evaluation", results, columns, rows, title)
     return 0

@@ -32,7 +32,12 @@ def _first(items: Sequence[str]) -> str:
 
 
 def _read_classes(path: Path) -> list[str]:
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise CrossforgetError(f"{path} is not UTF-8 text (line {line}); save it as UTF-8") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise CrossforgetError(f"{path} lists class(es) {duplicates} more than once; keep one line per class")
@@ -56,6 +61,8 @@ def _parse_line(text: str) -> tuple[str, list[str], list[str]]:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     if not isinstance(record, dict):
         raise ValueError("must be a JSON object")
     image = record.get("image")
@@ -90,8 +97,13 @@ def load_jsonl_pairs(root: str | Path, check_images: bool = True) -> MultiModalD
 
     items: list[tuple[int, str, list[str], list[str]]] = []
     problems: list[str] = []
-    with pairs_path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with pairs_path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(f"line {number}: not UTF-8 text (save the file as UTF-8)")
+                continue
             if not line.strip():
                 continue
             try:

@@ -9,7 +9,6 @@ distance (Eq. 2, as PPP chooses them); other = the remaining retained samples.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,12 +183,11 @@ def density_map(
 
 def checkpoint_kind(path: Path) -> str:
     """ "classifier" for a classifier checkpoint folder, else "hashing" (a checkpoint or a bits* folder)."""
+    from crossforget.checkpoint import read_config
+
     config = path / "config.json"
     if config.is_file():
-        try:
-            return str(json.loads(config.read_text()).get("kind", "hashing"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CrossforgetError(f"cannot read {config}: {exc}") from exc
+        return str(read_config(config).get("kind", "hashing"))
     return "hashing"
 
 
@@ -217,6 +215,7 @@ def hashing_representations(
         saved = matching
     chosen = saved[0]
     loaded = load_data(chosen.dataset_spec, device)
+    loaded.check(chosen.config, path)
     store = store_for(chosen, loaded)
     train = loaded.split.train
     codes = encode(chosen.model, store, train)

@@ -21,8 +21,9 @@ def checkpoint_dirs(path: Path) -> list[Path]:
     """A checkpoint folder itself, or its ``bits*`` subfolders sorted by bit length."""
     if (path / CONFIG).is_file():
         return [path]
+    # Only bits<digits> folders: a sibling such as bits_backup/ is not a checkpoint of this run.
     found = sorted(
-        (p for p in path.glob("bits*") if (p / CONFIG).is_file()),
+        (p for p in path.glob("bits*") if p.name[4:].isdigit() and (p / CONFIG).is_file()),
         key=lambda p: int(p.name.removeprefix("bits")),
     )
     if not found:
@@ -53,6 +54,7 @@ def evaluate_checkpoints(
             loaded = LoadedData(
                 spec, data, split, device=device, num_workers=num_workers, memory_budget=memory_budget
             )
+        loaded.check(saved.config, directory)
         data, split = loaded.data, loaded.split
         store = loaded.store_for(saved.preprocessor, device)
         part = partition(data, split, request)

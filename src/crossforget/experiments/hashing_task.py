@@ -162,6 +162,7 @@ def _fit_relabelled(
 
 
 def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRequest) -> UnlearningTask:
+    loaded.check(saved.config, f"the {saved.bits}-bit checkpoint")
     store = store_for(saved, loaded)
     part = partition(loaded.data, loaded.split, request)
     return UnlearningTask(

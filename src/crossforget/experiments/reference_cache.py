@@ -60,8 +60,9 @@ def trained_reference(
     if (folder / "config.json").is_file():
         try:
             saved, cached = load_hashing_checkpoint(folder, loaded.device), True
+            loaded.check(saved.config, folder)
         except CrossforgetError:
-            saved = None  # a damaged cache entry is simply rebuilt
+            saved, cached = None, False  # a damaged or stale entry (other data) is simply rebuilt
     if saved is None:
         saved = train_hashing(loaded, bits, recipe, seed, exclude, options)
     if store_fisher and not saved.fisher:

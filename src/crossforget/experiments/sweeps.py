@@ -150,6 +150,8 @@ def open_checkpoints(
         )
     references = [ReferenceRecipe.of_checkpoint(s, cache_dir) for s in saved]
     loaded = load_data(saved[0].dataset_spec, device, num_workers, memory_budget)
+    for checkpoint in saved:
+        loaded.check(checkpoint.config, f"{path} ({checkpoint.bits} bits)")
     if full_fisher:
         for checkpoint in saved:
             if not checkpoint.fisher:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from crossforget.data.container import MultiModalData
+from crossforget.data.fingerprint import FINGERPRINT_KEY, check_data, data_fingerprint
 from crossforget.data.forget import ForgetRequest, carries_any
 from crossforget.data.registry import DatasetSpec, load_dataset
 from crossforget.data.splits import RetrievalSplit
@@ -19,6 +20,7 @@ from crossforget.losses.dsph import DSPHLoss
 from crossforget.models.factory import build_hasher
 from crossforget.models.hashing import CrossModalHasher
 from crossforget.models.inputs import BatchSource, Inputs, open_store, store_matches
+from crossforget.models.options import check_model_options
 from crossforget.models.persist import HashingCheckpoint
 from crossforget.models.tokenizer import WordTokenizer
 from crossforget.reproducibility import environment_stamp, seed_everything
@@ -43,6 +45,17 @@ class LoadedData:
     device: torch.device | None = None
     num_workers: int = 0
     memory_budget: int = 4 << 30
+    _fingerprint: dict | None = field(default=None, repr=False)
+
+    def fingerprint(self) -> dict:
+        """The data's fingerprint (computed once), recorded in every checkpoint trained on it."""
+        if self._fingerprint is None:
+            self._fingerprint = data_fingerprint(self.data)
+        return self._fingerprint
+
+    def check(self, config: Mapping, where: object) -> None:
+        """Refuse this data for a checkpoint (``config``) trained on other data; ``where`` names it."""
+        check_data(config, self.data, str(where), self.fingerprint())
 
     def store_for(self, inputs: Inputs, device: torch.device | None = None) -> BatchSource:
         """The store for ``inputs`` (reused while they do not change), placing batches on ``device``."""
@@ -65,6 +78,7 @@ def model_config(
 ) -> dict:
     """The model config; CLIP reads its architecture and tokenizer from the local pretrained model, the
     clip-features backbone its dimension from the features file (checked against ``spec``)."""
+    check_model_options(options)
     backbone = options.get("backbone", "small")
     if backbone == "clip":
         from crossforget.models.clip import clip_model_config
@@ -131,6 +145,7 @@ def train_hashing(
         "model": config,
         "class_names": data.class_names,
         "dataset": loaded.spec.to_dict(),
+        FINGERPRINT_KEY: loaded.fingerprint(),
         "training": {
             "recipe": recipe.to_dict(),
             "seed": seed,

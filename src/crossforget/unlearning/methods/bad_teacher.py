@@ -10,7 +10,7 @@ real-valued codes for hashing models (our extension).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from crossforget.unlearning.methods.base import (
     UnlearningTask,
     UnlearnResult,
     copy_model,
+    option_range,
     register_method,
 )
 
@@ -32,7 +33,7 @@ from crossforget.unlearning.methods.base import (
 class BadTeacherOptions:
     """Reference settings: 30% of the retain set and every forget sample, 1 epoch, Adam lr 1e-4, batch 256."""
 
-    retain_fraction: float = 0.3
+    retain_fraction: float = field(default=0.3, metadata=option_range(0.0, 1.0))
     epochs: int = 1
     lr: float = 1e-4
     batch_size: int = 256
