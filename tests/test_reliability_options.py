@@ -207,3 +207,17 @@ def test_params_round_trip_through_json(work: Path) -> None:
     assert read_params(params, "ppp") == defaults
     params.unlink()
     assert run_cli(["unlearn", "--help"]) == 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(FIELDS), st.text(max_size=12))
+def test_any_option_text_from_the_command_line_is_accepted_or_one_line(field_of, text) -> None:
+    """What ``--option KEY=TEXT`` does before any work: parse the text, then check it."""
+    from crossforget.cli.common import parse_options
+
+    method, field = field_of
+    try:
+        options = parse_options([f"{field.name}={text}"])
+        validate_options(method, options)
+    except CrossforgetError as exc:
+        assert "\n" not in str(exc)

@@ -237,8 +237,8 @@ def test_tune_command_and_its_objective_recomputed(tiny_checkpoint: Path, tmp_pa
     )
     assert payload["objective"] == pytest.approx(expected, abs=1e-9)
 
-    assert main(args) == 2  # the results folder is not empty; the study itself is complete
-    assert main([*args, "--overwrite", "--trials", "4"]) == 0  # resumes the same study, one more trial
+    assert main(args) == 0  # the same command again resumes: nothing left to do, results refreshed
+    assert main([*args, "--trials", "4"]) == 0  # resumes the same study, one more trial
     assert json.loads((out / "best.json").read_text())["trials"] == 4
 
 

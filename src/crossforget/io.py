@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -17,11 +19,59 @@ from crossforget.errors import CrossforgetError
 CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS = "config.json", "weights.safetensors"
 
 
+def _temporary_prefix(path: Path) -> str:
+    """Temporaries are named .NAME.PID.RANDOM.tmp so a later run can tell those of dead runs."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove what killed runs (SIGKILL, power loss) left beside ``path``: temporary files and folders
+    whose owner process is gone, and the backup of a replaced folder. Says so on stderr; returns them.
+
+    A backup ``.NAME.old`` is only left when a run died between moving the old result aside and moving
+    the new one in; with ``path`` missing it is the complete old result and is put back.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^/]*\.tmp$")
+    removed = []
+    for entry in path.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+        print(f"removed {entry}, left by a run that was killed (pid {match.group(1)})", file=sys.stderr)
+    backup = path.with_name(f".{path.name}.old")
+    if backup.is_dir() and not path.exists():
+        os.replace(backup, path)
+        print(f"restored {path} from {backup}, left by a run that was killed", file=sys.stderr)
+    elif backup.is_dir():
+        shutil.rmtree(backup, ignore_errors=True)
+        removed.append(backup)
+        print(f"removed {backup}, left by a run that was killed", file=sys.stderr)
+    return removed
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename over the target."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -107,9 +157,11 @@ def check_writable(path: str | Path, flag: str = "--out", kind: str = "folder", 
 
     ``kind``: "folder" or "file" (what ``path`` must be if it exists). Results are created in the parent
     folder and renamed into place, unless ``into`` (files written inside the existing folder ``path``),
-    so that is the folder probed: its nearest existing ancestor must be a writable folder.
+    so that is the folder probed: its nearest existing ancestor must be a writable folder. What killed
+    runs left beside ``path`` is removed first (``remove_stale_temporaries``).
     """
     path = Path(path)
+    remove_stale_temporaries(path)
     if path.exists() and kind == "file" and path.is_dir():
         raise CrossforgetError(f"{flag} {path} is a folder; name a file to write, e.g. {path / 'out.png'}")
     if path.exists() and kind == "folder" and not path.is_dir():
@@ -146,7 +198,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     path = Path(path)
     prepare_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only; results get the usual permissions
     try:
         yield tmp

@@ -82,6 +82,11 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
         help="training items (default: 5000 scenes, 10000 real benchmarks)",
     )
     group.add_argument("--split-seed", type=int, default=0, help="seed of the query/train permutation")
+    group.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="jsonl: accept image paths that are absolute or leave --data-root (refused by default)",
+    )
 
 
 def dataset_spec(args: argparse.Namespace, fallback: dict | None = None) -> DatasetSpec:
@@ -89,16 +94,22 @@ def dataset_spec(args: argparse.Namespace, fallback: dict | None = None) -> Data
     options = parse_options(args.data_option)
     if args.data_root is not None:
         options["root"] = args.data_root
+    if getattr(args, "allow_outside_root", False):
+        options["allow_outside_root"] = True
     name = args.dataset
     if name is None and not options and fallback is not None:
         name, options = fallback["name"], dict(fallback["options"])
     name = name or "scenes"
     builtin = name == "scenes"
+    sizes = {"--num-query": args.num_query, "--num-train": args.num_train}
+    for flag, value in sizes.items():
+        if value is not None and value < 1:
+            raise CrossforgetError(f"{flag} must be at least 1, got {value} (leave it out for the default)")
     return DatasetSpec(
         name=name,
         options=options,
-        num_query=args.num_query or (1000 if builtin else 5000),
-        num_train=args.num_train or (5000 if builtin else 10000),
+        num_query=args.num_query if args.num_query is not None else (1000 if builtin else 5000),
+        num_train=args.num_train if args.num_train is not None else (5000 if builtin else 10000),
         split_seed=args.split_seed,
     )
 

@@ -119,7 +119,14 @@ def run(args: argparse.Namespace) -> int:
             summary["runs"][str(bits)] = {
                 "seconds": training["seconds"],
                 "final_loss": training["loss_history"][-1],
+                "grey_images": training["grey_images"],
             }
+            if training["grey_images"]:
+                console.print(
+                    f"[yellow]warning:[/] {training['grey_images']} image(s) could not be decoded "
+                    f"(truncated?) and were trained on as grey images, e.g. "
+                    f"{', '.join(training['grey_image_examples'][:2])}"
+                )
             console.print(
                 f"[green]trained[/] {bits} bits in {training['seconds']:.1f} s "
                 f"(final loss {training['loss_history'][-1]:.4f})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -125,6 +126,16 @@ def storage_file(url: str) -> str | None:
     return None
 
 
+def earlier_result_of(out: Path, storage: str, study: str | None) -> bool:
+    """Whether ``out`` holds what an earlier run of this tuning wrote (best.json of the same storage and,
+    when known, study): re-running the command resumes the study and refreshes that folder."""
+    try:
+        best = json.loads((out / "best.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(best, dict) and best.get("storage") == storage and study in (None, best.get("study"))
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     inputs = [
@@ -144,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
     checked = validate_options(args.method, {**base, **fixed})
     fixed, base = {k: checked[k] for k in fixed}, {k: checked[k] for k in base}
     if args.out is not None:
-        prepare_output_dir(args.out, args.overwrite)
+        resumed = earlier_result_of(args.out, args.storage, args.study)
+        prepare_output_dir(args.out, args.overwrite or resumed)
     settings = device_settings(args)
     checkpoints = open_checkpoints(
         args.checkpoint, args.bits, args.cache, **settings, full_fisher=args.method == "ssd"
@@ -172,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
     name = args.study or study_name_for(setup)
     out = args.out or Path("runs") / f"tune-{name}"
     guard_output(out, inputs)
-    prepare_output_dir(out, args.overwrite)
+    overwrite = args.overwrite or earlier_result_of(out, args.storage, name)
+    prepare_output_dir(out, overwrite)
     validation = validation_split(checkpoints.loaded.split, args.validation_size, args.validation_seed)
     console.print(
         f"study {name}: {args.method} forgetting {', '.join(args.forget)} on {checkpoints.bits} bits, "
@@ -194,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         console=console,
     )
     payload = best_payload(study, args.method, fixed, base, args.storage, setup)
-    with atomic_directory(out, overwrite=args.overwrite) as tmp:
+    with atomic_directory(out, overwrite=overwrite) as tmp:
         write_tuning(tmp, study, payload)
     shown = ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in payload["params"].items()

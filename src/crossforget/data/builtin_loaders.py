@@ -54,8 +54,10 @@ def _nuswide(root: str | None, num_concepts: int, check_images: bool) -> MultiMo
     return load_nuswide(_require_root("nuswide", root), num_concepts=num_concepts, check_images=check_images)
 
 
-@register_dataset("jsonl", {"root": None, "check_images": True})
-def _jsonl(root: str | None, check_images: bool) -> MultiModalData:
+@register_dataset("jsonl", {"root": None, "check_images": True, "allow_outside_root": False})
+def _jsonl(root: str | None, check_images: bool, allow_outside_root: bool) -> MultiModalData:
     from crossforget.data.jsonl_pairs import load_jsonl_pairs
 
-    return load_jsonl_pairs(_require_root("jsonl", root), check_images=check_images)
+    return load_jsonl_pairs(
+        _require_root("jsonl", root), check_images=check_images, allow_outside_root=allow_outside_root
+    )

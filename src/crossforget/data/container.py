@@ -52,6 +52,10 @@ class FileImages:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def replaced(self) -> list[str]:
+        """Files that opened but failed to decode (e.g. truncated), served as grey images so far."""
+        return [str(self.paths[i]) for i in sorted(self.failed)]
+
     def load(self, indices: Sequence[int], size: int) -> np.ndarray:
         from crossforget.data.images import load_image
 

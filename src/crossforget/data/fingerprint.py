@@ -87,8 +87,9 @@ def fingerprint_change(recorded: Mapping, data: MultiModalData, current: dict | 
 
 def check_data(config: Mapping, data: MultiModalData, where: str, current: dict | None = None) -> None:
     """Refuse ``data`` when it is not what the checkpoint ``config`` was trained on."""
-    recorded = config.get(FINGERPRINT_KEY) or {"classes": config.get("class_names", data.class_names)}
-    change = fingerprint_change(recorded, data, current)
+    recorded = config.get(FINGERPRINT_KEY) or {}
+    change = fingerprint_change({"classes": config.get("class_names", data.class_names)}, data)
+    change = change or fingerprint_change(recorded, data, current)
     if change is not None:
         raise CrossforgetError(
             f"the data of {where} is not what it was trained on: {change}; restore the data, "

@@ -12,6 +12,7 @@ Mistakes are reported with their line numbers, all at once, so a user fixes the 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,11 +80,24 @@ def _parse_line(text: str) -> tuple[str, list[str], list[str]]:
     return image.strip(), captions, labels
 
 
-def load_jsonl_pairs(root: str | Path, check_images: bool = True) -> MultiModalData:
+def outside_root(image: str) -> bool:
+    """Whether an image path is absolute or climbs out of the data root (``../x.jpg``).
+
+    Judged on the text, not on resolved links, so a root that links to its image folders still works.
+    """
+    normal = os.path.normpath(image)
+    return os.path.isabs(image) or normal == ".." or normal.startswith(".." + os.sep)
+
+
+def load_jsonl_pairs(
+    root: str | Path, check_images: bool = True, allow_outside_root: bool = False
+) -> MultiModalData:
     """Read ``root/pairs.jsonl`` (+ optional ``root/classes.txt``) into a ``MultiModalData``.
 
     Malformed lines, unknown labels (with ``classes.txt``) and missing image files raise one error that
-    lists the first few problems. Images Pillow cannot open are dropped and counted in ``info``.
+    lists the first few problems. Images Pillow cannot open are dropped and counted in ``info``. Image
+    paths must stay inside ``root`` unless ``allow_outside_root`` (a shared pairs.jsonl must not make
+    the loader read arbitrary files).
     """
     root = Path(root)
     pairs_path = root / PAIRS_FILE
@@ -112,6 +126,12 @@ def load_jsonl_pairs(root: str | Path, check_images: bool = True) -> MultiModalD
                 problems.append(f"line {number}: {exc}")
     if problems:
         raise CrossforgetError(f"{pairs_path} has {len(problems)} malformed line(s): {_first(problems)}")
+    outside = [f"line {n}: {image}" for n, image, _, _ in items if outside_root(image)]
+    if outside and not allow_outside_root:
+        raise CrossforgetError(
+            f"{pairs_path} names {len(outside)} image(s) outside {root}: {_first(outside)}; use paths "
+            "relative to the data folder, or pass --allow-outside-root if that is intended"
+        )
     if not items:
         raise CrossforgetError(f"{pairs_path} has no items; add one JSON object per line")
 

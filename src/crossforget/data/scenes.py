@@ -487,18 +487,31 @@ def load_scenes(
 
 
 def _read_cache(arrays_path: Path, meta_path: Path, params: dict) -> MultiModalData | None:
-    """The cached dataset, or None when it is missing, unreadable or made with other parameters."""
+    """The cached dataset, or None when it is missing, unreadable, damaged (then it is rebuilt) or made
+    with other parameters."""
     if not (arrays_path.is_file() and meta_path.is_file()):
         return None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         with np.load(arrays_path, allow_pickle=False) as arrays:
             images, labels = arrays["images"], arrays["labels"]
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        RecursionError,
+        zipfile.BadZipFile,
+    ):  # UnicodeError is a ValueError
         return None
     n, size = params["num_items"], params["image_size"]
+    captions = meta.get("captions") if isinstance(meta, dict) else None
     if (
-        meta.get("params") != params
+        not isinstance(meta, dict)
+        or not isinstance(captions, list)
+        or not all(isinstance(c, list) and c and all(isinstance(t, str) for t in c) for c in captions)
+        or not isinstance(meta.get("supercategories"), list)
+        or not isinstance(meta.get("info"), dict)
+        or meta.get("params") != params
         or meta.get("class_names") != list(CLASS_NAMES)
         or images.shape != (n, size, size, 3)
         or images.dtype != np.uint8

@@ -13,7 +13,12 @@ from pathlib import Path
 from crossforget import __version__
 from crossforget.errors import CrossforgetError
 from crossforget.experiments.hashing_task import attach_full_fisher
-from crossforget.experiments.training_run import LoadedData, train_hashing
+from crossforget.experiments.training_run import (
+    DEFAULT_IMAGE_SIZE,
+    LoadedData,
+    native_image_size,
+    train_hashing,
+)
 from crossforget.models.persist import HashingCheckpoint, load_hashing_checkpoint, save_hashing_checkpoint
 from crossforget.training import TrainingRecipe
 
@@ -26,13 +31,16 @@ def cache_key(
     exclude: Sequence[str],
     model_options: dict,
 ) -> str:
+    model = dict(model_options)
+    if model.get("backbone", "small") == "small":  # the input size model_config would pick, made explicit
+        model.setdefault("image_size", native_image_size(loaded.data) or DEFAULT_IMAGE_SIZE)
     description = {
         "dataset": loaded.spec.to_dict(),
         "bits": bits,
         "recipe": recipe.to_dict(),
         "seed": seed,
         "exclude": sorted(exclude),
-        "model": model_options,
+        "model": model,
         "version": __version__,
     }
     if model_options.get("features"):  # cached embeddings: a re-extracted file must not hit the old entry

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from crossforget.data.container import MultiModalData
+from crossforget.data.container import FileImages, MultiModalData
 from crossforget.data.fingerprint import FINGERPRINT_KEY, check_data, data_fingerprint
 from crossforget.data.forget import ForgetRequest, carries_any
 from crossforget.data.registry import DatasetSpec, load_dataset
@@ -27,6 +27,7 @@ from crossforget.reproducibility import environment_stamp, seed_everything
 from crossforget.training import TrainingRecipe, train_model
 from crossforget.unlearning.prototypes import class_prototypes
 
+DEFAULT_IMAGE_SIZE = 48  # the small backbone's input size for data without a native size
 DEFAULT_MODEL = {"backbone": "small", "cnn_width": 32, "feature_dim": 256, "embed_dim": 128, "dropout": 0.2}
 
 
@@ -91,10 +92,23 @@ def model_config(
         return {**features_model_config(options, dataset), "bits": bits}
     config = {**DEFAULT_MODEL, **options, "bits": bits}
     if config["backbone"] == "small":
-        config.setdefault("image_size", 48)
+        config.setdefault("image_size", native_image_size(data) or DEFAULT_IMAGE_SIZE)
         captions = [c for i in split.train for c in data.captions[int(i)]]
         config["tokenizer"] = WordTokenizer.build(captions).to_config()
     return config
+
+
+def native_image_size(data: MultiModalData) -> int | None:
+    """The size the built-in scenes were drawn at: the small model's input size unless one is given,
+    so ``--data-option image_size=32`` trains at 32 pixels instead of upscaling to 48."""
+    params = data.info.get("params") if data.name == "scenes" else None
+    size = params.get("image_size") if isinstance(params, dict) else None
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+def grey_images(data: MultiModalData) -> list[str]:
+    """Image files that failed to decode (truncated, ...) and were replaced by grey so far."""
+    return data.images.replaced() if isinstance(data.images, FileImages) else []
 
 
 def initial_model(config: dict) -> tuple[CrossModalHasher, Inputs]:
@@ -141,6 +155,7 @@ def train_hashing(
     history = train_model(model, loss, store, indices, recipe, seed, label, show_progress)
     seconds = time.perf_counter() - started
     prototypes = compute_prototypes(model, store, indices)
+    replaced = grey_images(data)
     run_config = {
         "model": config,
         "class_names": data.class_names,
@@ -153,6 +168,8 @@ def train_hashing(
             "num_train_samples": int(len(indices)),
             "loss_history": history,
             "seconds": seconds,
+            "grey_images": len(replaced),
+            "grey_image_examples": replaced[:5],
         },
         "environment": {**environment_stamp(), "device": str(module_device(model))},
     }

@@ -148,6 +148,16 @@ def finished_trials(study: optuna.Study) -> int:
 Steps = Callable[[dict[str, Any], Callable[[str, Any], None]], Iterator[float]]
 
 
+def sampler_seed_for(sampler_seed: int, offset: int) -> int:
+    """The TPE seed of a worker joining a study that holds ``offset`` trials.
+
+    A hash, not ``sampler_seed + offset``: with the sum, worker 1 at offset n and worker 2 at offset n - 1
+    got the same seed and ran the same trials.
+    """
+    digest = hashlib.sha256(f"crossforget-tpe:{sampler_seed}:{offset}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
 def run_study(
     steps: Steps,
     num_steps: int,
@@ -182,7 +192,7 @@ def run_study(
         # A resumed study must not redraw the parameters its first trials already tried.
         offset = len(study.get_trials(deepcopy=False))
         study.sampler = optuna.samplers.TPESampler(
-            seed=None if sampler_seed is None else sampler_seed + offset
+            seed=None if sampler_seed is None else sampler_seed_for(sampler_seed, offset)
         )
     stored = study.user_attrs.get("setup")
     if stored is None:
