@@ -13,10 +13,12 @@ import pytest
 from crossforget.cli import main
 from crossforget.data.scenes_vocabulary import CLASS_NAMES
 from crossforget.errors import CrossforgetError
+from crossforget.experiments.reference_cache import cache_key
 from crossforget.experiments.sweeps import class_sets
 from crossforget.experiments.table2 import deltas, reference_model_options, seed_summary, summarise
 from crossforget.experiments.training_run import load_data, model_config
 from crossforget.models.persist import load_hashing_checkpoint
+from crossforget.training import TrainingRecipe
 
 T_975 = {1: 12.706204736174707, 2: 4.302652729911275}  # Student t quantiles, two-sided 95%
 FAST = ["--method-option", "ppp.neighbour_samples=40", "--method-option", "ppp.retain_samples=80"]
@@ -145,10 +147,12 @@ def test_paper_sets_use_stand_ins_the_data_has():
 def test_retrain_options_rebuild_the_checkpoint_model(tiny_checkpoint: Path):
     saved = load_hashing_checkpoint(tiny_checkpoint / "bits16")
     options = reference_model_options(saved.config["model"])
-    assert options == {}  # trained with defaults: the same cache entry as `demo`
     loaded = load_data(saved.dataset_spec)
+    recipe = TrainingRecipe.from_dict(saved.config["training"]["recipe"])
+    # trained with defaults (32-px scenes are read at 32 px): the same cache entry as `demo`'s
+    assert cache_key(loaded, 16, recipe, 0, ["dog"], options) == cache_key(loaded, 16, recipe, 0, ["dog"], {})
     assert model_config(loaded.data, loaded.split, 16, options, loaded.spec) == saved.config["model"]
-    assert reference_model_options({**saved.config["model"], "cnn_width": 8}) == {"cnn_width": 8}
+    assert reference_model_options({**saved.config["model"], "cnn_width": 8}) == {**options, "cnn_width": 8}
 
 
 @pytest.mark.parametrize(

@@ -138,6 +138,8 @@ def earlier_result_of(out: Path, storage: str, study: str | None) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    if args.sampler_seed < 0:
+        raise CrossforgetError(f"--sampler-seed must be 0 or more, got {args.sampler_seed}")
     inputs = [
         ("--checkpoint", args.checkpoint),
         ("--cache", args.cache),

@@ -152,8 +152,11 @@ def sampler_seed_for(sampler_seed: int, offset: int) -> int:
     """The TPE seed of a worker joining a study that holds ``offset`` trials.
 
     A hash, not ``sampler_seed + offset``: with the sum, worker 1 at offset n and worker 2 at offset n - 1
-    got the same seed and ran the same trials.
+    got the same seed and ran the same trials. A fresh study (offset 0) keeps the seed itself, so
+    single-worker results stay as they were.
     """
+    if offset == 0:
+        return sampler_seed
     digest = hashlib.sha256(f"crossforget-tpe:{sampler_seed}:{offset}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
 
