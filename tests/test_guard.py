@@ -160,3 +160,13 @@ def test_tiny_or_entangled_forget_sets_are_warned_about_with_counts(tiny, method
     shared = dataclasses.replace(task, train_forget=entangled[:6])
     with pytest.warns(RuntimeWarning, match="all 6 training samples carrying dog also carry retained"):
         create_method(method, forget_samples=6).unlearn(model, shared, seed=0)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"retain_budget": -1.0}, {"retain_budget": float("nan")}, {"forget_tolerance": 1.5}, {"guard_steps": 0},
+     {"alpha": -1.0}],
+)  # fmt: skip
+def test_guard_options_out_of_range_are_refused_on_creation(options):
+    with pytest.raises(CrossforgetError, match=next(iter(options))):
+        create_method("ppp", **options)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -17,6 +17,7 @@ from crossforget.unlearning.methods.base import (
     copy_model,
     extra_streams,
     forget_sample,
+    option_range,
     register_method,
     sample_indices,
 )
@@ -49,12 +50,12 @@ class PPPOptions:
     """
 
     k: int = 3
-    alpha: float = 30.0
-    tau: float = 1.0
-    lam: float = 1.0
-    lam_max: float = 1.0
-    eps: float = DEFAULT_EPS
-    core_sign: float = -1.0
+    alpha: float = field(default=30.0, metadata=option_range(0))
+    tau: float = field(default=1.0, metadata=option_range(0))
+    lam: float = field(default=1.0, metadata=option_range(0))
+    lam_max: float = field(default=1.0, metadata=option_range(0))
+    eps: float = field(default=DEFAULT_EPS, metadata=option_range(0))
+    core_sign: float = field(default=-1.0, metadata=option_range(-1, 1))
     estimator: Literal["batch", "per_sample"] = "per_sample"
     prototype_modality: Literal["both", "image", "text"] = "both"
     forget_samples: int | None = 80
@@ -62,9 +63,9 @@ class PPPOptions:
     retain_samples: int | None = 800
     batch_size: int = 32
     retain_set: Literal["rest", "all"] = "all"
-    retain_budget: float | None = 1.0
-    forget_tolerance: float = 0.1
-    guard_steps: int = 8
+    retain_budget: float | None = field(default=1.0, metadata=option_range(0))
+    forget_tolerance: float = field(default=0.1, metadata=option_range(0, 1))
+    guard_steps: int = field(default=8, metadata=option_range(1))
 
 
 # The guard never goes below alpha = 1: there an entry matters more to the retained data than to the

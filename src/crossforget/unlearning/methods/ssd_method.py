@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from torch import nn
@@ -14,6 +14,7 @@ from crossforget.unlearning.methods.base import (
     UnlearnResult,
     copy_model,
     forget_sample,
+    option_range,
     register_method,
 )
 from crossforget.unlearning.methods.common import fisher_over, forget_fisher_is_zero, warn_about_forget_set
@@ -30,8 +31,8 @@ class SSDOptions:
     diagnostics say why).
     """
 
-    alpha: float = 10.0
-    lam: float = 1.0
+    alpha: float = field(default=10.0, metadata=option_range(0))
+    lam: float = field(default=1.0, metadata=option_range(0))
     forget_samples: int | None = 80
     estimator: Literal["batch", "per_sample"] = "batch"
     batch_size: int = 32
