@@ -75,9 +75,11 @@ def main() -> None:
             clone, plans, _ = method.plan(saved.model, task, seed, StageTimer())
             fisher_seconds = time.perf_counter() - started
 
-            memo: dict[float, dict] = {}  # noqa: B023
+            memo: dict[float, dict] = {}
 
-            def score(alpha: float, clone=clone, plans=plans, part=part, memo=memo) -> dict:
+            def score(
+                alpha: float, clone=clone, plans=plans, part=part, memo=memo, truth_f=truth_f, base_r=base_r
+            ) -> dict:
                 """Validation |Δ| at ``alpha`` (each alpha scored once per request and seed)."""
                 if alpha in memo:
                     return dict(memo[alpha])
@@ -144,9 +146,9 @@ def _summary(records: list[dict]) -> None:
         parts = []
         for kind in ("single", "multi"):
             rows = kinds.get(kind, [])
-            parts.append(
-                f"{max((r['d_f'] for r in rows), default=math.nan):.2f} / {max((r['d_r'] for r in rows), default=math.nan):.2f}"
-            )
+            worst_f = max((r["d_f"] for r in rows), default=math.nan)
+            worst_r = max((r["d_r"] for r in rows), default=math.nan)
+            parts.append(f"{worst_f:.2f} / {worst_r:.2f}")
         every = [r for rows in kinds.values() for r in rows]
         mean = f"{np.mean([r['d_f'] for r in every]):.2f} / {np.mean([r['d_r'] for r in every]):.2f}"
         print(f"{key} | {parts[0]} | {parts[1]} | {mean}")

@@ -114,8 +114,20 @@ def test_params_file_feeds_method_options(tiny_checkpoint: Path, tmp_path: Path)
         (["unlearn", "--checkpoint", "{tmp}", "--forget", "dog", "--out", "{tmp}/w"], "holds no checkpoint"),
         (["train", *TINY_DATA, "--bits", "16", "--out", "{ckpt}"], "not empty"),
         *[
-            (["unlearn", "--checkpoint", "{ckpt}", "--forget", "dog", "--retain-budget", v,
-              "--out", "{tmp}/y"], "--retain-budget")
+            (
+                [
+                    "unlearn",
+                    "--checkpoint",
+                    "{ckpt}",
+                    "--forget",
+                    "dog",
+                    "--retain-budget",
+                    v,
+                    "--out",
+                    "{tmp}/y",
+                ],
+                "--retain-budget",
+            )
             for v in ("-1", "nan", "inf", "lots")
         ],  # fmt: skip
     ],
