@@ -22,7 +22,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: the m
 
 import argparse  # noqa: E402
 import copy  # noqa: E402
-import logging  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -34,22 +33,10 @@ from crossforget.data.registry import DatasetSpec  # noqa: E402
 from crossforget.experiments.training_run import initial_model, load_data, model_config  # noqa: E402
 from crossforget.losses.dsph import DSPHLoss  # noqa: E402
 from crossforget.models.inputs import iterate_batches  # noqa: E402
-from crossforget.unlearning.fisher import diagonal_fisher  # noqa: E402
+from crossforget.unlearning.fisher import counting_fallbacks, diagonal_fisher  # noqa: E402
 
 Batch = dict[str, torch.Tensor]
 TARGET = 2.0  # per_sample / batch, at most
-
-
-class _GenericPathCounter(logging.Handler):
-    """Counts the fisher module's notes that a layer left the closed forms for the vmap path."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "generic per-sample path" in record.getMessage():
-            self.count += 1
 
 
 def small_model(
@@ -136,13 +123,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     device = torch.device(args.device)
     model, loss, batches = small_model(args.samples, args.batch, args.bits, device, args.items)
 
-    logger = logging.getLogger("crossforget.unlearning.fisher")
-    counter, level = _GenericPathCounter(), logger.level
-    logger.addHandler(counter)
-    logger.setLevel(logging.DEBUG)
     results: dict[str, dict[str, torch.Tensor]] = {}
     seconds: dict[str, list[float]] = {"batch": [], "per_sample": [], "per_sample_vmap": []}
-    try:
+    with counting_fallbacks() as counter:
         for estimator in seconds:  # warm-up
             diagonal_fisher(model, loss, batches[:1], estimator=estimator)
         generic_layers = counter.count
@@ -155,9 +138,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
                     results[estimator] = diagonal_fisher(model, loss, batches, estimator=estimator)
 
                 times.append(timed(run, device))
-    finally:
-        logger.removeHandler(counter)
-        logger.setLevel(level)
 
     # Exactness: float32 against the definition, and both per-sample estimators again in float64. In
     # float32 a ReLU input within rounding of 0 can change sign between convolution kernels (torch.func

@@ -25,7 +25,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: the machine is shared
 
 import argparse  # noqa: E402
-import logging  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -50,7 +49,7 @@ from crossforget.io import atomic_write_json  # noqa: E402
 from crossforget.models.persist import HashingCheckpoint, load_hashing_checkpoint  # noqa: E402
 from crossforget.reproducibility import environment_stamp  # noqa: E402
 from crossforget.training import recipe_for  # noqa: E402
-from crossforget.unlearning.fisher import diagonal_fisher  # noqa: E402
+from crossforget.unlearning.fisher import counting_fallbacks, diagonal_fisher  # noqa: E402
 from crossforget.unlearning.methods import create_method  # noqa: E402
 from crossforget.unlearning.methods.base import sample_indices  # noqa: E402
 
@@ -208,18 +207,6 @@ def time_methods(
     return runs
 
 
-class _GenericPathCounter(logging.Handler):
-    """Counts the fisher module's notes that a layer left the hook path for the vmap one."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "generic per-sample path" in record.getMessage():
-            self.count += 1
-
-
 def fisher_ratio(
     saved: HashingCheckpoint,
     loaded: LoadedData,
@@ -232,11 +219,7 @@ def fisher_ratio(
     task = hashing_task(saved, loaded, request)
     indices = sample_indices(task.train_all, args.fisher_samples, args.seed, "Fisher")
     batches = list(task.batches(indices, FISHER_BATCH))
-    logger = logging.getLogger("crossforget.unlearning.fisher")
-    counter, level = _GenericPathCounter(), logger.level
-    logger.addHandler(counter)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with counting_fallbacks() as counter:
         seconds: dict[str, list[float]] = {"batch": [], "per_sample": []}
         warm = batches[:2]
         for estimator in seconds:  # warm-up (and, for per_sample, which layers took the vmap path)
@@ -253,9 +236,6 @@ def fisher_ratio(
                         device,
                     )[0]
                 )
-    finally:
-        logger.removeHandler(counter)
-        logger.setLevel(level)
     batch_s, sample_s = statistics.median(seconds["batch"]), statistics.median(seconds["per_sample"])
     return {
         "samples": int(indices.size),

@@ -42,6 +42,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,9 +63,35 @@ ESTIMATORS: tuple[str, ...] = ("batch", "per_sample", "per_sample_vmap")
 _ELEMENT_BUDGET = 2**26
 
 log = logging.getLogger(__name__)
+GENERIC_PATH_NOTE = "generic per-sample path"
 
 Sums = dict[str, torch.Tensor]  # Fisher name -> running sum of squared per-sample gradients
 Roles = dict[str, str]  # a layer's "weight"/"bias" -> its Fisher name
+
+
+class FallbackCounter(logging.Handler):
+    """Counts the layers that left the closed forms for the generic torch.func path (diagnostics)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if GENERIC_PATH_NOTE in record.getMessage():
+            self.count += 1
+
+
+@contextmanager
+def counting_fallbacks() -> Iterator[FallbackCounter]:
+    """While open, count every per-sample pass that sent a layer to the generic path."""
+    counter, level = FallbackCounter(), log.level
+    log.addHandler(counter)
+    log.setLevel(logging.DEBUG)
+    try:
+        yield counter
+    finally:
+        log.removeHandler(counter)
+        log.setLevel(level)
 
 
 def batch_size(batch: Batch) -> int:
@@ -536,7 +563,7 @@ class _LayerTracer:
             if (once or call.calls == 0) and all(consumers.get(id(p), 0) <= uses for p in params):
                 eligible.append(module)
             else:
-                log.debug("Fisher: %s uses the generic per-sample path", self.candidates[module])
+                log.debug("Fisher: %s uses the " + GENERIC_PATH_NOTE, self.candidates[module])
         return eligible
 
 
