@@ -78,3 +78,69 @@ def test_zero_forget_fisher_warns_and_returns_the_model_unchanged(task_and_model
         result = create_method("ppp").unlearn(model, silent, seed=0)
     for a, b in zip(model.state_dict().values(), result.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def _two_class_task(task_and_model):
+    task, model = task_and_model
+    names = task.class_names
+    labels = task.labels.numpy().astype(bool)
+    counts = labels.sum(axis=0)
+    dog = names.index("dog")
+    other = next(int(c) for c in np.argsort(-counts) if c != dog and names[c] != "person")
+    forget = np.flatnonzero(labels[:, [dog, other]].any(axis=1))
+    retain = np.setdiff1d(np.arange(labels.shape[0]), forget)
+    return dataclasses.replace(
+        task, train_forget=forget, train_retain=retain, forget_classes=[dog, other], probe=None
+    ), model
+
+
+def test_per_class_forget_fisher_is_the_maximum_over_each_class_fisher(task_and_model):
+    """A two-class request: one Fisher per class over the paired forget sample's members, max-combined."""
+    import crossforget.unlearning.methods.ppp_method as module
+
+    task, model = _two_class_task(task_and_model)
+    options = dict(retain_budget=None, forget_samples=40)
+    seen: dict[str, np.ndarray] = {}
+    fishers: dict[str, dict[str, torch.Tensor]] = {}
+    original = module.fisher_over
+
+    def spy(model_, task_, indices, estimator, batch_size, what):
+        seen[what] = np.asarray(indices)
+        fishers[what] = original(model_, task_, indices, estimator, batch_size, what)
+        return fishers[what]
+
+    module.fisher_over = spy
+    try:
+        method = create_method("ppp", **options)
+        clone, plans, diagnostics = method.plan(model, task, 0, module.StageTimer())
+    finally:
+        module.fisher_over = original
+    first, second = (task.class_names[c] for c in task.forget_classes)
+    sample = module.forget_sample(task, 40, 0)
+    labels = task.labels.numpy().astype(bool)
+    assert sorted(seen) == sorted([f"D_f ({first})", f"D_f ({second})", "D_n", "retained"])
+    for name, column in ((first, task.forget_classes[0]), (second, task.forget_classes[1])):
+        assert np.array_equal(seen[f"D_f ({name})"], sample[labels[sample, column]])
+        assert diagnostics["samples"]["forget_per_class"][name] == int(labels[sample, column].sum())
+    pooled_plans = create_method("ppp", forget_fisher="pooled", **options).plan(
+        model, task, 0, module.StageTimer()
+    )[1]
+    for key, plan in plans.items():
+        expected = torch.maximum(fishers[f"D_f ({first})"][key], fishers[f"D_f ({second})"][key])
+        fisher_r = fishers["retained"][key]
+        critical = torch.where(expected > 0, expected / fisher_r, torch.zeros_like(expected))
+        torch.testing.assert_close(plan.critical, critical.to(plan.critical.dtype))
+    # The maximum never selects less than the pooled mean, and here strictly more at the default alpha.
+    per_class_selected = sum(int((p.critical > 30).sum()) for p in plans.values())
+    pooled_selected = sum(int((p.critical > 30).sum()) for p in pooled_plans.values())
+    assert per_class_selected > pooled_selected
+
+
+def test_single_class_forget_fisher_is_the_same_either_way(task_and_model):
+    task, model = task_and_model
+    a = create_method("ppp", retain_budget=None).unlearn(model, task, seed=0)
+    b = create_method("ppp", retain_budget=None, forget_fisher="pooled").unlearn(model, task, seed=0)
+    for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    with pytest.raises(Exception, match="forget_fisher"):
+        create_method("ppp", forget_fisher="mean").unlearn(model, task, seed=0)

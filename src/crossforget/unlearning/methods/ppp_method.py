@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,6 +42,12 @@ class PPPOptions:
     estimator: "per_sample" (Eq. 4 as written) by default: the batch-mean estimator lets the DSPH
     pairwise regulariser into a mixed multi-class forget batch and collapses the model
     (docs/robust_forgetting.md).
+    forget_fisher: how a multi-class request forms I_f. "per_class" (default): one Fisher per forget
+    class over the forget samples carrying it, combined by the elementwise maximum, so an entry is
+    selected when it serves any one forget class as much as a single-class request would need, and the
+    selection does not depend on how the forget sample mixes the classes; "pooled": one Fisher over the
+    whole forget sample (the paper's D_f), where an entry serving one of k classes has its I_f diluted
+    about k-fold. Both are identical for a single class.
     Guard: with ``retain_budget`` (points) set, alpha is only the start of a search on held-out items
     (``task.probe``) for a candidate whose retained score drops by at most the budget and whose forget
     score falls within ``forget_tolerance`` of the original's gap to the floor, in at most
@@ -63,6 +70,7 @@ class PPPOptions:
     retain_samples: int | None = 800
     batch_size: int = 32
     retain_set: Literal["rest", "all"] = "all"
+    forget_fisher: Literal["per_class", "pooled"] = "per_class"
     retain_budget: float | None = field(default=1.0, metadata=option_range(0))
     forget_tolerance: float = field(default=0.1, metadata=option_range(0, 1))
     guard_steps: int = field(default=8, metadata=option_range(1))
@@ -128,7 +136,7 @@ class PPP:
         pool = task.train_retain[~in_neighbour] if o.retain_set == "rest" else task.train_retain
         rest = sample_indices(pool, o.retain_samples, retain_stream, "retained")
         with timer.stage("fisher_forget"):
-            fisher_f = fisher_over(clone, task, forget, o.estimator, o.batch_size, "D_f")
+            fisher_f, per_class = self._forget_fisher(clone, task, forget)
         with timer.stage("fisher_neighbour"):
             fisher_n = fisher_over(clone, task, neighbour, o.estimator, o.batch_size, "D_n")
         with timer.stage("fisher_retain"):
@@ -140,8 +148,10 @@ class PPP:
             "gamma": info.gamma,
             "mu_n": info.mu_n,
             "mu_rest": info.mu_rest,
+            "forget_fisher": o.forget_fisher,
             "samples": {
                 "forget": int(forget.size),
+                "forget_per_class": per_class,
                 "neighbour": int(neighbour.size),
                 "retain": int(rest.size),
             },
@@ -158,6 +168,26 @@ class PPP:
                 fisher_f, fisher_n, fisher_r, o.tau, o.lam, o.lam_max, info.gamma, o.eps, o.core_sign
             )
         return clone, plans, diagnostics
+
+    def _forget_fisher(
+        self, clone: nn.Module, task: UnlearningTask, forget: np.ndarray
+    ) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        """I_f over the forget sample: pooled, or the elementwise maximum of one Fisher per forget class
+        (over the samples of the paired forget sample that carry it); also the samples per class."""
+        o = self.options
+        if o.forget_fisher not in ("per_class", "pooled"):
+            raise CrossforgetError(f"forget_fisher must be 'per_class' or 'pooled', got {o.forget_fisher!r}")
+        carries = task.labels[torch.as_tensor(forget)][:, task.forget_classes].bool().numpy()
+        names = [task.class_names[c] for c in task.forget_classes]
+        counts = {name: int(column.sum()) for name, column in zip(names, carries.T, strict=True)}
+        groups = {name: forget[column] for name, column in zip(names, carries.T, strict=True) if column.any()}
+        if o.forget_fisher == "pooled" or len(groups) < 2:
+            return fisher_over(clone, task, forget, o.estimator, o.batch_size, "D_f"), counts
+        fishers = [
+            fisher_over(clone, task, group, o.estimator, o.batch_size, f"D_f ({name})")
+            for name, group in groups.items()
+        ]
+        return {key: torch.stack([f[key] for f in fishers]).amax(dim=0) for key in fishers[0]}, counts
 
     def _guarded(
         self,
