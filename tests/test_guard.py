@@ -170,3 +170,33 @@ def test_tiny_or_entangled_forget_sets_are_warned_about_with_counts(tiny, method
 def test_guard_options_out_of_range_are_refused_on_creation(options):
     with pytest.raises(CrossforgetError, match=next(iter(options))):
         create_method("ppp", **options)
+
+
+def test_hashing_probe_floor_is_the_label_oracle_by_default_and_chance_on_request(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import crossforget.experiments.hashing_probe as module
+    from crossforget.data.forget import partition
+    from crossforget.experiments.hashing_task import store_for
+    from crossforget.metrics.oracle_floor import label_oracle_map
+
+    saved = load_hashing_checkpoint(tiny_checkpoint / "bits16")
+    loaded = load_data(saved.dataset_spec)
+    part = partition(loaded.data, loaded.split, ForgetRequest(["dog"]))
+    store = store_for(saved, loaded)
+    seen = []
+
+    def spy(query_labels, db_labels, forget_classes):
+        seen.append(
+            (query_labels[:, forget_classes].all(), label_oracle_map(query_labels, db_labels, forget_classes))
+        )
+        return seen[-1][1]
+
+    monkeypatch.setattr(module, "label_oracle_map", spy)
+    oracle = module.hashing_probe(store, loaded.split, part)
+    chance = module.hashing_probe(store, loaded.split, part, floor="chance")
+    assert len(seen) == 1 and seen[0][0]  # scored once, on the forget queries only
+    assert oracle.forget_floor == seen[0][1] != chance.forget_floor
+    assert "cooccurrence floor" in oracle.description and "chance floor" in chance.description
+    with pytest.raises(CrossforgetError, match="floor"):
+        module.hashing_probe(store, loaded.split, part, floor="zero")

@@ -4,14 +4,17 @@ Queries come from the held-out pool of ``tune`` (database items outside the trai
 ``tune``'s own validation queries, never from the test queries: up to ``forget_queries`` items
 carrying a forget label and ``retain_queries`` items carrying none. They are scored against a seeded
 sample of the database without them, both directions. Retained score: D_r mAP; forget score: D_f mAP
-with forget-label relevance; floor: its chance level (what a model that never learnt the classes
-scores, up to co-occurrence). The sample is fixed by the split seed, so every method and seed of a
-request is checked on the same items.
+with forget-label relevance; floor: what a model that never learnt the classes scores, either the
+retained-label oracle's mAP (``floor="cooccurrence"``: ranking by shared retained labels, so a class
+that co-occurs with retained ones keeps a high floor, as Retrain does) or chance (``floor="chance"``).
+The sample is fixed by the split seed, so every method and seed of a request is checked on the
+same items.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from torch import nn
@@ -21,6 +24,7 @@ from crossforget.data.splits import RetrievalSplit
 from crossforget.errors import CrossforgetError
 from crossforget.evaluation import encode, retrieval_scores
 from crossforget.experiments.validation import validation_split
+from crossforget.metrics.oracle_floor import label_oracle_map
 from crossforget.metrics.retrieval import random_ranking_map
 from crossforget.models.inputs import BatchSource
 from crossforget.unlearning.guard import ProbeScores, RetentionProbe
@@ -40,6 +44,7 @@ def hashing_probe(
     split: RetrievalSplit,
     part: ForgetPartition,
     sizes: ProbeSizes | None = None,
+    floor: Literal["cooccurrence", "chance"] = "cooccurrence",
 ) -> RetentionProbe | None:
     """The probe for one request, or None when the split keeps no validation item with a forget label."""
     sizes = sizes or ProbeSizes()
@@ -80,12 +85,19 @@ def hashing_probe(
             forget=float(np.mean([r["forget_label"] for r in records])),
         )
 
-    floor = float(random_ranking_map(q_labels[forget_mask][:, forget_classes], d_labels[:, forget_classes]))
+    if floor == "cooccurrence":
+        level = label_oracle_map(q_labels[forget_mask], d_labels, forget_classes)
+    elif floor == "chance":
+        level = float(
+            random_ranking_map(q_labels[forget_mask][:, forget_classes], d_labels[:, forget_classes])
+        )
+    else:
+        raise CrossforgetError(f"the probe's floor must be 'cooccurrence' or 'chance', got {floor!r}")
     description = (
         f"{forget_q.size} forget and {retain_q.size} retained validation queries (database \\ train) "
-        f"against {database.size} database items, I2T and T2I"
+        f"against {database.size} database items, I2T and T2I; {floor} floor"
     )
-    return RetentionProbe(score, floor, description)
+    return RetentionProbe(score, level, description)
 
 
 def _sample(rng: np.random.Generator, items: np.ndarray, size: int) -> np.ndarray:
