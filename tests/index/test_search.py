@@ -19,8 +19,9 @@ def test_exact_top_k_equals_the_mAP_ranking_with_many_ties(k: int) -> None:
     rng = np.random.default_rng(0)
     db = rng.choice([-1.0, 1.0], size=(3000, 16)).astype(np.float32)  # 16 bits, 3000 items: big tie groups
     q = rng.choice([-1.0, 1.0], size=(40, 16)).astype(np.float32)
-    ids = np.arange(3000, dtype=np.int64) * 7 + 3  # ascending external ids, as the index stores them
-    dist, got = exact_top_k(flat_index(pack_codes(db), ids, 16), pack_codes(q), k)
+    ids = np.arange(3000, dtype=np.int64) * 7 + 3
+    # Added in reverse order, so FAISS's own tie order (insertion) is the opposite of the id order.
+    dist, got = exact_top_k(flat_index(pack_codes(db)[::-1], ids[::-1], 16), pack_codes(q), k)
     order, expected = hamming_ranking(q, db, k)
     np.testing.assert_array_equal(got, ids[order.numpy()])
     np.testing.assert_array_equal(dist, expected.numpy())
