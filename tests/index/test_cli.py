@@ -74,3 +74,19 @@ def test_index_command_help_imports_nothing_heavy() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_search_refuses_another_checkpoint(
+    tiny_index: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ck = tiny_checkpoint / "bits16"
+    assert main(["search", str(tiny_index), "--text", "a dog", "--checkpoint", str(ck)]) == 0
+    capsys.readouterr()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "weights.safetensors").write_bytes((ck / "weights.safetensors").read_bytes())
+    config = json.loads((ck / "config.json").read_text())
+    config["training"]["seed"] = 7
+    (other / "config.json").write_text(json.dumps(config))
+    assert main(["search", str(tiny_index), "--text", "a dog", "--checkpoint", str(other)]) == 2
+    assert "its codes would not be comparable" in capsys.readouterr().err

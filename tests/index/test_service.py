@@ -116,3 +116,24 @@ def test_searches_during_a_forget_job_come_wholly_from_one_version(server: tuple
         assert client.get("/health").json()["version"] == "v000001"
         audit = client.get("/audit").json()
         assert audit["verified"] and audit["records"][-1]["request"]["classes"] == ["dog"]
+
+
+def test_the_serve_command_wiring(tiny_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``crossforget serve`` hands uvicorn the app on 127.0.0.1 with the token from the environment."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    from crossforget.cli import main
+
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(app=app, **kwargs))
+    monkeypatch.setenv("CROSSFORGET_TOKEN", TOKEN)
+    assert main(["serve", str(tiny_index), "--port", "8123"]) == 0
+    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8123)
+    with TestClient(seen["app"]) as client:
+        assert client.get("/health").json()["version"] == "v000000"
+        assert client.post("/forget", json={"classes": ["dog"]}).status_code == 401
+        bad = client.post(
+            "/forget", json={"classes": ["doggo"]}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert bad.status_code == 400

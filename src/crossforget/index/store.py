@@ -439,7 +439,13 @@ class WriterLock:
 def acquire_lock(index_dir: Path, what: str) -> WriterLock:
     """Take the writers' lock now or fail with who holds it (requests are refused, not queued)."""
     path = Path(index_dir) / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    read_manifest(Path(index_dir))
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise CrossforgetError(
+            f"cannot open the lock file {path} ({exc.strerror}); forget requests need a writable index"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
