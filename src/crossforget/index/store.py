@@ -399,8 +399,12 @@ def open_index(
         seq, name, sha = serving(index_dir)
         try:
             version = load_version(index_dir / VERSIONS / name, sha, device)
-        except FileNotFoundError:
-            if attempt == 4:
+        except (FileNotFoundError, CrossforgetError) as exc:
+            # A writer committed a newer version and removed this one while it was being read: retry.
+            replaced = serving(index_dir)[0] != seq
+            if attempt == 4 or not (replaced or isinstance(exc, FileNotFoundError)):
+                if isinstance(exc, CrossforgetError):
+                    raise
                 raise CrossforgetError(f"{index_dir / VERSIONS / name} is missing; {_REBUILD}") from None
             time.sleep(0.05)
             continue
