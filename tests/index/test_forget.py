@@ -110,13 +110,17 @@ def test_remaining_split_leaves_out_deleted_items_and_forgotten_training_samples
         (["--classes", "dog", "--alpha", "-3"], "alpha"),
         (["--classes", "dog", "--method", "nope"], "nope"),
         (["--delete-class-items"], "needs --classes"),
+        (["--items", "ITEMS", "--alpha", "5"], "method options apply to class requests"),
         ([], "needs --classes"),
     ],
 )
 def test_bad_requests_are_one_line_and_change_nothing(
-    index_copy: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture
+    index_copy: Path, tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture
 ) -> None:
     head = audit_log(index_copy).head().hash
+    items = tmp_path / "ids.txt"
+    items.write_text("0\n")
+    extra = [str(items) if arg == "ITEMS" else arg for arg in extra]
     assert main(["forget", str(index_copy), *extra]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err

@@ -119,6 +119,10 @@ def check_request(
         )
     if request.delete_class_items and not classes:
         raise CrossforgetError("--delete-class-items deletes the items of --classes; name the classes")
+    if request.options and not classes:
+        raise CrossforgetError(
+            "method options apply to class requests; an items-only request changes no model (add --classes)"
+        )
     if isinstance(request.seed, bool) or not isinstance(request.seed, int):
         raise CrossforgetError(f"the seed must be an integer, got {request.seed!r}")
     indices = ForgetRequest(classes).indices(version.class_names) if classes else []

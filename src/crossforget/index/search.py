@@ -170,6 +170,8 @@ class Searcher:
         """Image-to-text: the captions nearest an image (a path, file bytes or an (H, W, 3) array)."""
         version = self.current()
         preprocessor = version.model.preprocessor
+        if not callable(getattr(preprocessor, "images", None)):
+            encode_image(version.model.model, preprocessor, np.zeros((1, 1, 3), np.uint8))  # its error
         size = int(getattr(preprocessor, "image_size", 0) or 0)
         if not isinstance(image, np.ndarray):
             image = read_image(image, size)
