@@ -107,3 +107,25 @@ def test_unlearn_speed_rejects_training_flags_with_a_checkpoint(tmp_path: Path) 
         script.main(["--checkpoint", str(tmp_path), "--epochs", "1"])
     with pytest.raises(CrossforgetError, match="neither a checkpoint nor holds bits8/"):
         script.main(["--checkpoint", str(tmp_path), "--bits", "8", "--device", "cpu"])
+
+
+def test_index_speed_reports_identical_rankings_and_ratios(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    script = load_script("index_speed")
+    out = tmp_path / "index.json"
+    argv = ["--database", "3000", "--queries", "20", "--nlist", "16", "--nprobe", "1", "16", "--repeat", "1"]
+    argv += ["--checkpoint", str(tiny_checkpoint / "bits16"), "--cache", str(tmp_path / "cache")]
+    argv += ["--option", "neighbour_samples=50", "--option", "retain_samples=100"]
+    assert script.main([*argv, "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["search"]["identical"] is True
+    assert set(results["search"]["speedup_vs"]) == {"project", "torch", "numpy"}
+    for kind in ("random", "clustered"):
+        assert results["ivf"][kind]["nprobe"]["16"]["recall_at_k"] == 1.0  # every list probed: exact
+    forget = results["forget"]
+    assert forget["database_items"] == 340 and forget["encode_seconds_per_1000_items"] > 0
+    assert forget["speedup"] == pytest.approx(
+        (forget["retrain_training_seconds"] + forget["retrain_reencode_seconds"]) / forget["forget_seconds"]
+    )
+    assert "identical ids and distances (ties by database index): True" in capsys.readouterr().out

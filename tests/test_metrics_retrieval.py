@@ -279,3 +279,31 @@ def test_random_ranking_map_validates() -> None:
         random_ranking_map(np.ones((2, 3)), np.ones((4, 2)))
     with pytest.raises(CrossforgetError, match="empty_query"):
         random_ranking_map(np.ones((2, 2)), np.ones((4, 2)), empty_query="none")
+
+
+def test_pack_codes_round_trips_and_matches_the_sign_rule() -> None:
+    from crossforget.metrics.retrieval import pack_codes, unpack_codes
+
+    rng = np.random.default_rng(3)
+    codes = rng.standard_normal((50, 24)).astype(np.float32)
+    codes[0, :4] = 0.0  # sign(0) -> +1, as the mAP counts it
+    packed = pack_codes(codes)
+    assert packed.shape == (50, 3) and packed.dtype == np.uint8
+    np.testing.assert_array_equal(unpack_codes(packed, 24), np.where(codes >= 0, 1.0, -1.0))
+
+
+@pytest.mark.parametrize("topk", [None, 1, 7, 500])
+def test_hamming_ranking_is_the_stable_ranking_map_scores(topk: int | None) -> None:
+    from crossforget.metrics import hamming_ranking
+
+    rng = np.random.default_rng(4)
+    q = rng.choice([-1.0, 1.0], size=(30, 8))  # 8 bits over 400 items: ties everywhere
+    d = rng.choice([-1.0, 1.0], size=(400, 8))
+    order, dist = hamming_ranking(q, d, topk)
+    depth = 400 if topk is None else min(topk, 400)
+    assert order.shape == dist.shape == (30, depth)
+    for row in range(30):
+        reference = ((8 - d @ q[row]) / 2).astype(np.int64)
+        expected = np.lexsort((np.arange(400), reference))[:depth]  # distance, then database index
+        np.testing.assert_array_equal(order[row].numpy(), expected)
+        np.testing.assert_array_equal(dist[row].numpy(), reference[expected])

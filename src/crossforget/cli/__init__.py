@@ -35,6 +35,11 @@ COMMAND_HELP = {
     "sweep": "multi-class forgetting (Fig. 3) or forget sample sizes (Fig. 4)",
     "plot": "figures from checkpoints (density of reduced features, Fig. 1)",
     "report": "gather result folders into report.md and a static report.html",
+    "index": "build a live FAISS index from a checkpoint (index build), or describe one (index info)",
+    "search": "top-k items of a live index for a sentence or an image",
+    "forget": "a forget request on a live index: unlearn, delete, re-encode, swap, audit",
+    "audit": "list, show or verify the audit log of a live index",
+    "serve": "HTTP API of a live index (search, forget jobs, audit)",
 }
 COMMAND_MODULES = tuple(COMMAND_HELP)
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as shells report them

@@ -40,10 +40,21 @@ def register(commands: argparse._SubParsersAction) -> None:
         type=Path,
         help="a checkpoint folder or a folder of bits<B> checkpoints (all are processed)",
     )
-    parser.add_argument("--method", default="ppp", help="one of: " + ", ".join(method_names()))
     parser.add_argument("--forget", nargs="+", required=True, metavar="CLASS", help="classes to forget")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the forget/retain samples")
     parser.add_argument("--out", required=True, type=Path, help="output folder for the new checkpoint(s)")
+    add_method_options(parser)
+    parser.add_argument(
+        "--evaluate", action="store_true", help="also evaluate the new model(s) and print mAP"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    add_device_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """--method, --seed and the method option flags, shared by ``unlearn`` and ``forget``."""
+    parser.add_argument("--method", default="ppp", help="one of: " + ", ".join(method_names()))
+    parser.add_argument("--seed", type=int, default=0, help="seed of the forget/retain samples")
     parser.add_argument(
         "--params",
         type=Path,
@@ -64,12 +75,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="PPP's forgetting guard: allowed D_r drop on held-out items in points (default 1.0); "
         "'off' applies the configured alpha unchecked",
     )
-    parser.add_argument(
-        "--evaluate", action="store_true", help="also evaluate the new model(s) and print mAP"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    add_device_options(parser)
-    parser.set_defaults(handler=run)
 
 
 def method_settings(args: argparse.Namespace) -> dict:

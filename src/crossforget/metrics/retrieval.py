@@ -58,8 +58,8 @@ def _pack(bits: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(packed).view(np.uint64)
 
 
-def _packed_codes(a: np.ndarray, name: str) -> np.ndarray:
-    """Sign bits of the codes, packed; float codes are signed with sign(0) -> +1, integer ones must be +-1.
+def _sign_bits(a: np.ndarray, name: str) -> np.ndarray:
+    """Booleans ``code >= 0``; float codes are signed with sign(0) -> +1, integer ones must be +-1.
 
     Integer codes are checked rather than signed because {0, 1} bits would silently all become +1.
     """
@@ -68,7 +68,26 @@ def _packed_codes(a: np.ndarray, name: str) -> np.ndarray:
             raise CrossforgetError(f"{name} contains NaN or inf; pass finite real-valued or +-1 codes")
     elif not ((a == 1) | (a == -1)).all():
         raise CrossforgetError(f"integer {name} must be +-1; convert {{0,1}} bits with 2 * bits - 1")
-    return _pack(a >= 0)
+    return a >= 0
+
+
+def _packed_codes(a: np.ndarray, name: str) -> np.ndarray:
+    """Sign bits of the codes, packed into 64-bit words."""
+    return _pack(_sign_bits(a, name))
+
+
+def pack_codes(codes: ArrayLike, name: str = "codes") -> np.ndarray:
+    """Sign codes as (N, ceil(b/8)) uint8 bytes, bit ``code >= 0``, most significant bit first.
+
+    The same bits every Hamming distance here counts (``_packed_codes`` pads these bytes to 64-bit
+    words), in the layout FAISS binary indexes take, so an index and the mAP code rank alike.
+    """
+    return np.packbits(_sign_bits(_as_2d(codes, name), name), axis=1)
+
+
+def unpack_codes(packed: np.ndarray, bits: int) -> np.ndarray:
+    """The inverse of ``pack_codes``: (N, bits) float32 codes in {-1, +1}."""
+    return np.unpackbits(np.asarray(packed, dtype=np.uint8), axis=1, count=bits).astype(np.float32) * 2 - 1
 
 
 def _packed_labels(a: np.ndarray, name: str) -> np.ndarray:
@@ -149,13 +168,38 @@ def hamming_distance(query_codes: ArrayLike, db_codes: ArrayLike) -> torch.Tenso
     return torch.from_numpy(_hamming(q, d, n_bits).astype(np.int64))
 
 
+def _stable_order(dist: np.ndarray, depth: int) -> np.ndarray:
+    """(Q, depth) database positions by ascending distance, ties by position: the one ranking rule."""
+    return np.argsort(dist, axis=1, kind="stable")[:, :depth]
+
+
+def hamming_ranking(
+    query_codes: ArrayLike, db_codes: ArrayLike, topk: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact ranking mAP scores: (positions, distances), each (Q, k), k = min(topk, N) (all if None).
+
+    Ascending Hamming distance, ties broken by database position (what ``mean_average_precision``
+    ranks by); a retrieval index must return exactly these lists.
+    """
+    _check_positive_int(topk, "topk")
+    q, d, n_bits = _prepare_codes(query_codes, db_codes)
+    depth = d.shape[0] if topk is None else min(topk, d.shape[0])
+    orders, dists = [], []
+    for rows in _chunks(q.shape[0], _chunk_rows(d.shape[0], None)):
+        dist = _hamming(q[rows], d, n_bits)
+        order = _stable_order(dist, depth)
+        orders.append(order)
+        dists.append(np.take_along_axis(dist, order, axis=1).astype(np.int64))
+    return torch.from_numpy(np.concatenate(orders)), torch.from_numpy(np.concatenate(dists))
+
+
 def _chunk_ap(dist: np.ndarray, rel: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Sum of precision at each relevant hit within ``depth`` and the hit count, per query row.
 
     Summation runs hit by hit in rank order, exactly like a plain per-query loop.
     """
     rows, n_db = dist.shape
-    order = np.argsort(dist, axis=1, kind="stable")[:, :depth]
+    order = _stable_order(dist, depth)
     order += np.arange(rows)[:, None] * n_db  # flat indices into rel
     hit_rows, hit_cols = np.divmod(np.flatnonzero(rel.ravel().take(order)), depth)
     hits = np.bincount(hit_rows, minlength=rows)
