@@ -1,0 +1,8 @@
+"""``python -m crossforget COMMAND ...``: the form torchrun starts (``torchrun ... -m crossforget train``)."""
+
+import sys
+
+from crossforget.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
