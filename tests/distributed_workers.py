@@ -151,3 +151,29 @@ def writing_program(rank: int, folder: str) -> list[str]:
         seen = sorted(p.name for p in tmp.iterdir())
         outside = str(tmp.resolve()).startswith(str(root.resolve()))
     return [*seen, f"scratch inside the output's parent: {outside}"]
+
+
+def classification_program(rank: int) -> dict:
+    """3 SGD steps (3 x 8 images) of the classification loop, then the logits of every image.
+
+    The ranks differ from one process by rounding (1e-7) only; a ReLU network turns that into a jump
+    of the gradient when a unit sits at its kink. With 20 images (last batch 4) this seed hits one at
+    step 2: one process reproduces the jump when given the 2-rank weights (1.2e-7 away), so it is a
+    property of the loss surface, not of the sharding. 24 images avoid it.
+    """
+    from crossforget.data.single_label import generate_scenes_single
+    from crossforget.experiments import classification_task as ct
+    from crossforget.models.classifier import build_classifier, classifier_config
+
+    data = generate_scenes_single(num_train=24, num_test=4, image_size=32, num_classes=4, include=["dog"])
+    config = classifier_config("resnet-small", data.num_classes, 16)  # 32 px data, 16 px input
+    store = ct.make_store(data, config)
+    torch.manual_seed(0)
+    model, _ = build_classifier(config)
+    recipe = ct.ClassifierRecipe(epochs=1, batch_size=8)
+    history = ct.train_loop(model, store, data.train, recipe, seed=2, show_progress=False)
+    return {
+        "history": history,
+        "model": {k: v.clone() for k, v in model.state_dict().items()},
+        "logits": ct.predict(model, store, np.arange(len(data))),
+    }

@@ -47,10 +47,15 @@ def library(one_thread: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+def _training_programs(rank: int) -> dict:
+    from tests.distributed_workers import classification_program
+
+    return {**training_program(rank, twice=True), "classifier": classification_program(rank)}
+
+
 @pytest.fixture(scope="module")
 def training(one_thread: None) -> dict:
-    one = run_ranks(training_program, 1, twice=True)[0]
-    return {"one": one, "two": run_ranks(training_program, 2, twice=True)}
+    return {"one": run_ranks(_training_programs, 1)[0], "two": run_ranks(_training_programs, 2)}
 
 
 @pytest.mark.parametrize("estimator", ["batch", "per_sample"])
@@ -103,6 +108,17 @@ def test_three_steps_on_two_ranks_follow_the_single_process_trajectory(training:
     for name, value in training["two"][0]["model"].items():
         assert torch.equal(value, training["two"][1]["model"][name])
     assert "BatchNorm2d" in one["types"] and training["two"][0]["types"] == one["types"]
+
+
+def test_classifier_training_on_two_ranks_follows_the_single_process_trajectory(training: dict) -> None:
+    one = training["one"]["classifier"]
+    for rank in (0, 1):
+        two = training["two"][rank]["classifier"]
+        assert two["history"] == pytest.approx(one["history"], rel=1e-6)
+        for name, value in one["model"].items():  # SGD steps of lr 0.05: 1e-5 is far below one step
+            torch.testing.assert_close(two["model"][name].double(), value.double(), rtol=0.0, atol=1e-5)
+        torch.testing.assert_close(two["logits"], one["logits"], rtol=0.0, atol=1e-5)
+    assert torch.equal(training["two"][0]["classifier"]["logits"], training["two"][1]["classifier"]["logits"])
 
 
 def test_shards_of_a_batch_are_the_single_process_rows() -> None:
