@@ -4,10 +4,10 @@ Each process runs one torch thread, in one gloo group (file rendezvous, no port)
 hashing model (``crossforget train``'s, 32 bits) over the built-in scenes data: ``--train-items``
 training items for ``--epochs`` epochs in global batches of ``--batch`` (per rank: batch / N), then the
 per-sample Fisher over ``--fisher-samples`` items in mini-batches of 32, sharded as ``unlearn`` shards
-it. Every run does the same global work, so items/s at N processes over items/s at 1 is the speed-up.
-Usage:
+it. Every run does the same global work, so items/s at N processes over items/s at 1 is the speed-up
+(medians of ``--repeats`` interleaved runs; the JSON keeps each run and the range). Usage:
 
-    .venv/bin/python benchmarks/distributed_scaling.py [--worlds 1 2] [--json out.json]
+    .venv/bin/python benchmarks/distributed_scaling.py [--worlds 1 2] [--repeats 3] [--json out.json]
 
 On a CPU with gloo, N processes bring N cores (if the machine has them free) but pay for every
 all-reduce through local sockets, for the all-gathers of codes, and for the BatchNorm statistics of
@@ -24,6 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: the m
 import argparse  # noqa: E402
 import json  # noqa: E402
 import pickle  # noqa: E402
+import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -102,11 +103,12 @@ def run(world: int, options: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worlds", type=int, nargs="+", default=[1, 2], help="process counts (default 1 2)")
-    parser.add_argument("--items", type=int, default=2000, help="scenes items (default 2000)")
-    parser.add_argument("--train-items", type=int, default=1024, help="training items (default 1024)")
+    parser.add_argument("--items", type=int, default=4000, help="scenes items (default 4000)")
+    parser.add_argument("--train-items", type=int, default=2048, help="training items (default 2048)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch", type=int, default=128, help="global batch size (default 128)")
-    parser.add_argument("--fisher-samples", type=int, default=256, help="Fisher samples (default 256)")
+    parser.add_argument("--fisher-samples", type=int, default=512, help="Fisher samples (default 512)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per count (default 3)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     options = {
@@ -116,9 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "fisher_samples": args.fisher_samples,
     }
-    rows = [run(world, options) for world in args.worlds]
+    # Interleaved repeats, median per process count: on shared cores one run says little.
+    runs: dict[int, list[dict]] = {world: [] for world in args.worlds}
+    for _ in range(args.repeats):
+        for world in args.worlds:
+            runs[world].append(run(world, options))
+    rows = []
+    for world, measured in runs.items():
+        row = {"world_size": world, "repeats": measured}
+        for key in ("train_items_per_second", "fisher_items_per_second"):
+            values = [m[key] for m in measured]
+            row[key], row[key + "_range"] = statistics.median(values), [min(values), max(values)]
+        rows.append(row)
     base = rows[0]
-    print(f"{'processes':>9} {'train items/s':>14} {'ratio':>6} {'Fisher items/s':>15} {'ratio':>6}")
+    header = f"{'processes':>9} {'train items/s':>14} {'ratio':>6} {'Fisher items/s':>15} {'ratio':>6}"
+    print(header + "  (medians)")
     for row in rows:
         row["train_ratio"] = row["train_items_per_second"] / base["train_items_per_second"]
         row["fisher_ratio"] = row["fisher_items_per_second"] / base["fisher_items_per_second"]

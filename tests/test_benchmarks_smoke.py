@@ -115,7 +115,7 @@ def test_distributed_scaling_reports_both_process_counts(tmp_path: Path) -> None
     # A subprocess: the spawned ranks import the script as their __main__, by its path.
     out = tmp_path / "scaling.json"
     argv = ["--items", "400", "--train-items", "64", "--batch", "32", "--fisher-samples", "32"]
-    argv += ["--json", str(out)]
+    argv += ["--repeats", "1", "--json", str(out)]
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "distributed_scaling.py"), *argv], capture_output=True, text=True
     )
