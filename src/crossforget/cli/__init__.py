@@ -114,10 +114,15 @@ def _as_rank(args: argparse.Namespace) -> Iterator[None]:
             f"`crossforget {args.command}` runs as one process; start it without torchrun (torchrun "
             f"runs {', '.join(DISTRIBUTED_COMMANDS)})"
         )
+    import torch
+
     from crossforget import distributed
     from crossforget.device import resolve_device
 
-    with distributed.session(resolve_device(getattr(args, "device", "auto"))):
+    # The backend follows where the command computes: nccl for --device on a GPU, gloo on the CPU
+    # (table1's classifiers have no --device: they run on the CPU).
+    device = resolve_device(args.device) if hasattr(args, "device") else torch.device("cpu")
+    with distributed.session(device):
         if distributed.is_main():
             yield
             return
