@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -129,3 +130,20 @@ def test_index_speed_reports_identical_rankings_and_ratios(
         (forget["retrain_training_seconds"] + forget["retrain_reencode_seconds"]) / forget["forget_seconds"]
     )
     assert "identical ids and distances (ties by database index): True" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_distributed_scaling_reports_both_process_counts(tmp_path: Path) -> None:
+    # A subprocess: the spawned ranks import the script as their __main__, by its path.
+    out = tmp_path / "scaling.json"
+    argv = ["--items", "400", "--train-items", "64", "--batch", "32", "--fisher-samples", "32"]
+    argv += ["--repeats", "1", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "distributed_scaling.py"), *argv], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["world_size"] for r in rows] == [1, 2]
+    assert rows[0]["train_ratio"] == 1.0 and rows[1]["fisher_ratio"] > 0
+    assert all(r["train_items_per_second"] > 0 and r["fisher_items_per_second"] > 0 for r in rows)
+    assert "processes" in done.stdout

@@ -1,7 +1,9 @@
-"""``python -m crossforget``: the command line."""
+"""``python -m crossforget COMMAND ...``: the command line, and the form torchrun starts
+(``torchrun ... -m crossforget train``)."""
 
 import sys
 
 from crossforget.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,7 +16,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from crossforget.errors import CrossforgetError
-from crossforget.io import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, atomic_write_bytes, atomic_write_json
+from crossforget.io import (
+    CHECKPOINT_CONFIG,
+    CHECKPOINT_WEIGHTS,
+    atomic_write_bytes,
+    atomic_write_json,
+    may_write,
+)
 
 FORMAT = "crossforget-checkpoint/1"
 WEIGHTS, CONFIG = CHECKPOINT_WEIGHTS, CHECKPOINT_CONFIG
@@ -74,6 +80,8 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
             f"(first: {first}); nothing was saved. The run diverged: use a smaller learning rate or "
             "milder method options"
         )
+    if not may_write(path):  # under torchrun: rank 0 alone writes (see crossforget.io.may_write)
+        return path
     path.mkdir(parents=True, exist_ok=True)
     config = dict(
         checkpoint.config, format=FORMAT, tensors={k: list(v.shape) for k, v in sorted(tensors.items())}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -13,13 +14,37 @@ from crossforget.errors import CrossforgetError
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+def _torchrun_local() -> tuple[int, int] | None:
+    """(LOCAL_RANK, LOCAL_WORLD_SIZE) when torchrun started this process as one of several, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    return int(os.environ.get("LOCAL_RANK", "0") or 0), int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+
+
+def _local_gpu() -> torch.device:
+    """The GPU of this process: the first one, or under torchrun the one of its local rank."""
+    local = _torchrun_local()
+    if local is None:
+        return torch.device("cuda")
+    if local[0] >= torch.cuda.device_count():
+        raise CrossforgetError(
+            f"torchrun started {local[1]} processes on this node but only {torch.cuda.device_count()} "
+            f"GPU(s) are visible; use --nproc-per-node {torch.cuda.device_count()} (one process per GPU)"
+        )
+    return torch.device("cuda", local[0])
+
+
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` picks the first GPU when torch sees one, else the CPU; ``cuda[:N]`` must exist."""
+    """``auto`` picks the first GPU when torch sees one, else the CPU; ``cuda[:N]`` must exist.
+
+    Under torchrun (WORLD_SIZE > 1) ``auto`` and ``cuda`` mean the GPU of the local rank, one process
+    per GPU; a fixed ``cuda:N`` is refused when several processes share the node.
+    """
     if isinstance(name, torch.device):
         return name
     text = (name or "auto").strip().lower()
     if text == "auto":
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        return _local_gpu() if torch.cuda.is_available() else torch.device("cpu")
     if text == "cpu":
         return torch.device("cpu")
     if text == "cuda" or text.startswith("cuda:"):
@@ -27,6 +52,14 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
             raise CrossforgetError(
                 f"--device {text} was asked for but torch {torch.__version__} sees no CUDA GPU; "
                 "use --device cpu (or auto), or install a CUDA build of torch on a machine with a GPU"
+            )
+        if text == "cuda":
+            return _local_gpu()
+        local = _torchrun_local()
+        if local is not None and local[1] > 1:
+            raise CrossforgetError(
+                f"--device {text} would put all {local[1]} processes of this node on one GPU; use "
+                "--device auto (each process takes the GPU of its LOCAL_RANK)"
             )
         device = torch.device(text)
         if device.index is not None and device.index >= torch.cuda.device_count():

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from crossforget import distributed
 from crossforget.data.forget import ForgetPartition
 from crossforget.data.splits import RetrievalSplit
 from crossforget.device import autocast, module_device
@@ -39,15 +40,25 @@ class Codes:
 
 @torch.no_grad()
 def encode(model: nn.Module, store: BatchSource, indices: np.ndarray, batch_size: int = 512) -> Codes:
-    """Codes as float32 on the CPU, wherever the model runs (bf16 autocast on CUDA)."""
+    """Codes as float32 on the CPU, wherever the model runs (bf16 autocast on CUDA).
+
+    Under torchrun each rank encodes a block of whole batches (the single-process batches, so the
+    same codes) and every rank receives all codes in item order.
+    """
     model.eval()
     device = module_device(model)
+    sharded = distributed.is_active()
+    if sharded:
+        indices = distributed.shard_batches(indices, batch_size)
     images, texts = [], []
     for batch in iterate_batches(store, indices, batch_size):
         with autocast(device):
             image_codes, text_codes = model(batch)
         images.append(image_codes.float().cpu())
         texts.append(text_codes.float().cpu())
+    if sharded:
+        image, text = (torch.cat(parts) if parts else None for parts in (images, texts))
+        return Codes(distributed.gather_rows(image), distributed.gather_rows(text))
     return Codes(torch.cat(images), torch.cat(texts))
 
 

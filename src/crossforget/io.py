@@ -18,6 +18,35 @@ from crossforget.errors import CrossforgetError
 # The two files that make a folder a checkpoint (crossforget.checkpoint reads and writes them).
 CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS = "config.json", "weights.safetensors"
 
+# Under torchrun, ranks other than 0 build each atomic_directory in a private scratch folder (listed
+# here while open) and write nowhere else; rank 0 alone writes results, checkpoints and caches.
+_SCRATCH: list[Path] = []
+
+
+def _rank_zero() -> bool:
+    """True unless this process is a rank other than 0 of a torch.distributed group."""
+    if "torch.distributed" not in sys.modules:  # no process group without torch.distributed
+        return True
+    from crossforget.distributed import is_main
+
+    return is_main()
+
+
+def _barrier() -> None:
+    if "torch.distributed" in sys.modules:
+        from crossforget.distributed import barrier
+
+        barrier()
+
+
+def may_write(path: str | Path) -> bool:
+    """Whether this process writes ``path``: a single process or rank 0 always; other ranks only
+    inside their private stand-in of an ``atomic_directory``."""
+    if _rank_zero():
+        return True
+    target = Path(path).absolute()
+    return any(target == scratch or scratch in target.parents for scratch in _SCRATCH)
+
 
 def _temporary_prefix(path: Path) -> str:
     """Temporaries are named .NAME.PID.RANDOM.tmp so a later run can tell those of dead runs."""
@@ -42,7 +71,7 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     the new one in; with ``path`` missing it is the complete old result and is put back.
     """
     path = Path(path)
-    if not path.parent.is_dir():
+    if not path.parent.is_dir() or not _rank_zero():
         return []
     pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^/]*\.tmp$")
     removed = []
@@ -68,8 +97,11 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename over the target."""
+    """Write to a temporary file in the same folder, then rename over the target (rank 0 only, see
+    ``may_write``)."""
     path = Path(path)
+    if not may_write(path):
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp")
     try:
@@ -161,6 +193,8 @@ def check_writable(path: str | Path, flag: str = "--out", kind: str = "folder", 
     runs left beside ``path`` is removed first (``remove_stale_temporaries``).
     """
     path = Path(path)
+    if not _rank_zero():  # other ranks never touch the output; rank 0's check fails the whole run
+        return
     remove_stale_temporaries(path)
     if path.exists() and kind == "file" and path.is_dir():
         raise CrossforgetError(f"{flag} {path} is a folder; name a file to write, e.g. {path / 'out.png'}")
@@ -184,6 +218,8 @@ def prepare_output_dir(path: str | Path, overwrite: bool, flag: str = "--out") -
     can be written."""
     path = Path(path)
     check_writable(path, flag)
+    if not _rank_zero():
+        return path
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise CrossforgetError(f"output folder {path} is not empty; pass --overwrite or choose another --out")
     return path
@@ -193,15 +229,28 @@ def prepare_output_dir(path: str | Path, overwrite: bool, flag: str = "--out") -
 def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Build a folder under a temporary name and move it into place only when the block succeeds.
 
-    A failed run therefore leaves nothing behind at ``path``.
+    A failed run therefore leaves nothing behind at ``path``. Under torchrun the folder is moved into
+    place after a barrier (a rank that failed never reaches it, and torchrun then stops the others);
+    ranks other than 0 build theirs in a private scratch folder outside ``path``, removed at the end.
     """
     path = Path(path)
+    if not _rank_zero():
+        scratch = Path(tempfile.mkdtemp(prefix="crossforget-rank-"))
+        _SCRATCH.append(scratch)
+        try:
+            yield scratch
+            _barrier()
+        finally:
+            _SCRATCH.remove(scratch)
+            shutil.rmtree(scratch, ignore_errors=True)
+        return
     prepare_output_dir(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_prefix(path), suffix=".tmp"))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only; results get the usual permissions
     try:
         yield tmp
+        _barrier()  # every rank has finished: publish only now
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from crossforget.distributed import world_size
+
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a torch generator for data order."""
@@ -21,7 +23,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def environment_stamp() -> dict[str, Any]:
-    """Versions of the pieces that change numbers."""
+    """Versions of the pieces that change numbers, and the number of processes (torchrun ranks)."""
     import crossforget
 
     stamp = {
@@ -31,6 +33,7 @@ def environment_stamp() -> dict[str, Any]:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
+        "world_size": world_size(),
     }
     try:
         import transformers

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from crossforget import distributed
 from crossforget.device import autocast, module_device
 from crossforget.models.inputs import BatchSource, iterate_batches
 from crossforget.progress import progress_bar
@@ -122,6 +123,9 @@ def train_model(
     history: list[float] = []
     step = 0
     model.train()
+    # Under torchrun: DDP, this rank's rows of each global batch, the loss of the global batch. A run
+    # that raises in the loop ends every rank (torchrun), so the replica is closed on success only.
+    replica = distributed.TrainingReplica(model, loss) if distributed.is_active() else None
     with progress_bar(description, total=recipe.epochs, enabled=show_progress) as bar:
         for _epoch in range(recipe.epochs):
             running, batches = 0.0, 0
@@ -133,16 +137,19 @@ def train_model(
                 generator=generator,
                 random_caption=True,
                 augment=recipe.augment,
+                shard=replica.position if replica is not None else None,
             ):
                 scale = warmup_cosine(step, total, warmup)
                 for group in optimiser.param_groups:
                     group["lr"] = group["base_lr"] * scale
                 with autocast(device):
-                    value = loss(model, batch)
+                    value = loss(model, batch) if replica is None else replica.loss(loss, batch)
                 optimiser.zero_grad(set_to_none=True)
                 if loss_optimiser is not None:
                     loss_optimiser.zero_grad(set_to_none=True)
                 value.backward()
+                if replica is not None:
+                    replica.sync_loss_gradients()
                 if recipe.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
                 optimiser.step()
@@ -153,5 +160,7 @@ def train_model(
                 step += 1
             history.append(running / max(1, batches))
             bar.advance(1, status=f"loss {history[-1]:.4f}")
+    if replica is not None:
+        replica.close()
     model.eval()
     return history

@@ -42,6 +42,8 @@ COMMAND_HELP = {
     "serve": "HTTP API of a live index (search, forget jobs, audit)",
 }
 COMMAND_MODULES = tuple(COMMAND_HELP)
+# Commands that run under `torchrun --nproc-per-node N` (docs/distributed.md); the others refuse it.
+DISTRIBUTED_COMMANDS = ("train", "evaluate", "unlearn", "demo", "features", "table1")
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM, as shells report them
 
 
@@ -97,16 +99,77 @@ def _sigterm_as_exception() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _torchrun_world() -> int:
+    """How many processes torchrun started (1 outside torchrun)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        return 1
+
+
+@contextlib.contextmanager
+def _as_rank(args: argparse.Namespace) -> Iterator[None]:
+    """Under torchrun: join the process group for the command; ranks other than 0 print nothing
+    (rank 0 prints the logs and tables), except their error if they fail. Elsewhere: nothing."""
+    if _torchrun_world() <= 1:
+        yield
+        return
+    if args.command not in DISTRIBUTED_COMMANDS:
+        raise CrossforgetError(
+            f"`crossforget {args.command}` runs as one process; start it without torchrun (torchrun "
+            f"runs {', '.join(DISTRIBUTED_COMMANDS)})"
+        )
+    import torch
+
+    from crossforget import distributed
+    from crossforget.device import resolve_device
+
+    # The backend follows where the command computes: nccl for --device on a GPU, gloo on the CPU
+    # (table1's classifiers have no --device: they run on the CPU).
+    device = resolve_device(args.device) if hasattr(args, "device") else torch.device("cpu")
+    with distributed.session(device):
+        if distributed.is_main():
+            yield
+            return
+        streams = sys.stdout, sys.stderr
+        with open(os.devnull, "w") as quiet:
+            sys.stdout = sys.stderr = quiet
+            try:
+                yield
+            finally:
+                sys.stdout, sys.stderr = streams
+
+
+def _report_failure(exc: BaseException, message: str) -> None:
+    """Print the one-line error; under torchrun also name the rank and leave the message in torchrun's
+    error file, so the launcher's summary shows it."""
+    world = _torchrun_world()
+    if world > 1:
+        message = f"rank {os.environ.get('RANK', '?')} of {world}: {message}"
+        if os.environ.get("TORCHELASTIC_ERROR_FILE"):
+            from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+            ErrorHandler().record_exception(CrossforgetError(message))
+    print("error: " + message, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
     with _sigterm_as_exception():
         try:
             args = build_parser(_command_of(argv)).parse_args(argv)
-            return int(args.handler(args) or 0)
+            with _as_rank(args):
+                return int(args.handler(args) or 0)
         except CrossforgetError as exc:
-            print("error: " + " ".join(str(exc).splitlines()), file=sys.stderr)
+            _report_failure(exc, " ".join(str(exc).splitlines()))
             return 2
+        except Exception as exc:
+            if _torchrun_world() > 1 and os.environ.get("TORCHELASTIC_ERROR_FILE"):
+                from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+                ErrorHandler().record_exception(exc)  # torchrun's summary shows this rank's traceback
+            raise
         except Terminated:
             print("terminated (SIGTERM); nothing half-written was left behind", file=sys.stderr)
             return EXIT_TERMINATED

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget import distributed
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings
 from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluate_checkpoints, evaluation_rows
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     columns, rows = evaluation_rows(results)
     title = f"Retrieval mAP (%) forgetting {', '.join(args.forget)}"
     print_table(title, columns, rows, Console())
+    distributed.barrier()  # under torchrun: every rank done before rank 0 alone writes
     paths = write_results(Path(out), "evaluation", results, columns, rows, title)
     Console(stderr=True).print(f"results written to {paths['json']} (.csv, .md)")
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crossforget import distributed
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import (
     add_backbone_options,
@@ -108,7 +109,15 @@ def run(args: argparse.Namespace) -> int:
     if any(b < 1 for b in args.bits):
         raise CrossforgetError("--bits must be positive integers, e.g. --bits 16 32 64")
     loaded = load_data(spec, **device_settings(args))
-    summary = {"dataset": spec.to_dict(), "bits": args.bits, "excluded_classes": args.exclude, "runs": {}}
+    summary = {
+        "dataset": spec.to_dict(),
+        "bits": args.bits,
+        "excluded_classes": args.exclude,
+        "world_size": distributed.world_size(),
+        "batch_size": recipe.batch_size,
+        "per_rank_batch_size": distributed.per_rank_batch_size(recipe.batch_size),
+        "runs": {},
+    }
     with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
         for bits in args.bits:
             checkpoint = train_hashing(loaded, bits, recipe, args.seed, args.exclude, options)

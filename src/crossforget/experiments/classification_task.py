@@ -12,6 +12,7 @@ method's learning rate (1e-4 by default).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from crossforget import __version__
+from crossforget import __version__, distributed
 from crossforget.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crossforget.data.single_label import SingleLabelData
 from crossforget.errors import CrossforgetError
@@ -122,15 +123,21 @@ def classifier_batches(
     generator: torch.Generator | None = None,
     augment: bool = False,
     targets: torch.Tensor | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[Batch]:
-    """Mini-batches over ``indices`` in their order (or shuffled); ``targets`` aligns with ``indices``."""
+    """Mini-batches over ``indices`` in their order (or shuffled); ``targets`` aligns with ``indices``.
+
+    ``shard`` = (rank, world size): only that rank's rows of each batch, augmented as in one process.
+    """
     idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
     order = torch.randperm(idx.numel(), generator=generator) if shuffle else torch.arange(idx.numel())
     for start in range(0, idx.numel(), batch_size):
         chunk = order[start : start + batch_size]
-        batch = store.batch(idx[chunk], None if targets is None else targets[chunk])
+        part = slice(None) if shard is None else distributed.shard_slice(chunk.numel(), shard)
+        batch = store.batch(idx[chunk[part]], None if targets is None else targets[chunk[part]])
         if augment:
-            batch["images"] = augment_images(batch["images"], generator)
+            rows = None if shard is None else (part, chunk.numel())
+            batch["images"] = augment_images(batch["images"], generator, rows=rows)
         yield batch
 
 
@@ -161,6 +168,8 @@ def train_loop(
     history: list[float] = []
     step = 0
     model.train()
+    # Under torchrun: DDP, this rank's rows of each global batch, the loss of the global batch.
+    replica = distributed.TrainingReplica(model) if distributed.is_active() else None
     with progress_bar(description, total=recipe.epochs, enabled=show_progress) as bar:
         for _ in range(recipe.epochs):
             running, batches = 0.0, 0
@@ -172,11 +181,12 @@ def train_loop(
                 generator=generator,
                 augment=recipe.augment,
                 targets=targets,
+                shard=replica.position if replica is not None else None,
             ):
                 scale = warmup_cosine(step, total, warmup) if recipe.schedule == "cosine" else 1.0
                 for group in optimiser.param_groups:
                     group["lr"] = recipe.lr * scale
-                value = loss_fn(model, batch)
+                value = loss_fn(model, batch) if replica is None else replica.loss(loss_fn, batch)
                 optimiser.zero_grad(set_to_none=True)
                 value.backward()
                 optimiser.step()
@@ -185,14 +195,20 @@ def train_loop(
                 step += 1
             history.append(running / max(1, batches))
             bar.advance(1, status=f"loss {history[-1]:.4f}")
+    if replica is not None:
+        replica.close()
     model.eval()
     return history
 
 
 @torch.no_grad()
 def predict(model: ImageClassifier, store: ImageStore, indices: np.ndarray) -> torch.Tensor:
-    """Logits (n, C) in eval mode."""
+    """Logits (n, C) in eval mode (under torchrun: each rank a block of whole batches, gathered)."""
     model.eval()
+    if distributed.is_active():
+        local = distributed.shard_batches(indices, EVAL_BATCH)
+        out = [model(b["images"]) for b in classifier_batches(store, local, EVAL_BATCH)]
+        return distributed.gather_rows(torch.cat(out) if out else torch.empty(0, model.num_classes))
     out = [model(b["images"]) for b in classifier_batches(store, indices, EVAL_BATCH)]
     return torch.cat(out) if out else torch.empty(0, model.num_classes)
 
@@ -200,6 +216,10 @@ def predict(model: ImageClassifier, store: ImageStore, indices: np.ndarray) -> t
 @torch.no_grad()
 def penultimate_features(model: ImageClassifier, store: ImageStore, indices: np.ndarray) -> torch.Tensor:
     model.eval()
+    if distributed.is_active():
+        local = distributed.shard_batches(indices, EVAL_BATCH)
+        out = [model.features(b["images"]) for b in classifier_batches(store, local, EVAL_BATCH)]
+        return distributed.gather_rows(torch.cat(out) if out else None)
     return torch.cat([model.features(b["images"]) for b in classifier_batches(store, indices, EVAL_BATCH)])
 
 
@@ -265,6 +285,8 @@ def train_classifier(
             "num_train_samples": int(len(indices)),
             "loss_history": history,
             "seconds": seconds,
+            "world_size": distributed.world_size(),
+            "per_rank_batch_size": distributed.per_rank_batch_size(recipe.batch_size),
         },
         "environment": environment_stamp(),
     }
@@ -306,11 +328,14 @@ def cache_key(description: dict) -> str:
 
 def cached(folder: Path, build: Callable[[], ClassifierCheckpoint]) -> tuple[ClassifierCheckpoint, bool]:
     """Load the checkpoint in ``folder``, or build it with ``build()`` and store it there."""
+    found = None
     if (folder / "config.json").is_file():
-        try:
-            return load_classifier_checkpoint(folder), True
-        except CrossforgetError:
-            pass  # a damaged cache entry is rebuilt
+        with contextlib.suppress(CrossforgetError):  # a damaged cache entry is rebuilt
+            found = load_classifier_checkpoint(folder)
+    # Under torchrun every rank must take the same branch (building trains on all of them).
+    usable = f"whether cache entry {folder} is usable (give every node the same cache folder)"
+    if distributed.agree(found is not None, usable) and found is not None:
+        return found, True
     saved = build()
     save_classifier_checkpoint(folder, saved)
     return saved, False
@@ -462,11 +487,14 @@ def classification_task(
 
 def attach_full_fisher(saved: ClassifierCheckpoint, store: ImageStore, indices: np.ndarray) -> None:
     """Store the full-training-set Fisher (batch estimator) so SSD skips that pass on every seed."""
+    sharded = distributed.is_active()  # under torchrun: a block of whole batches per rank
+    local = distributed.shard_batches(indices, STORED_FISHER_BATCH) if sharded else indices
     saved.fisher = diagonal_fisher(
         saved.model,
         CrossEntropyLoss(),
-        classifier_batches(store, indices, STORED_FISHER_BATCH),
+        classifier_batches(store, local, STORED_FISHER_BATCH),
         estimator="batch",
+        sharded=sharded,
     )
     saved.config["stored_fisher"] = {
         "estimator": "batch",

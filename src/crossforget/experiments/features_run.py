@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from crossforget import distributed
 from crossforget.device import autocast
 from crossforget.experiments.training_run import LoadedData
 from crossforget.models.clip import (
@@ -51,30 +52,39 @@ def extract_features(
         num_workers=loaded.num_workers,
     )
     count, per_item = store.text_ids.shape[:2]
-    image = torch.empty(count, image_encoder.out_dim, dtype=torch.float32)
     ids = store.text_ids.view(count * per_item, -1)
     mask = store.text_mask.view(count * per_item, -1)
-    text = torch.empty(count * per_item, text_encoder.out_dim, dtype=torch.float32)
-    steps = -(-count // batch_size) + -(-ids.shape[0] // batch_size)
+    # Under torchrun each rank embeds a block of whole batches (items, then caption rows); gathered below.
+    items, captions = np.arange(count), np.arange(ids.shape[0])
+    if distributed.is_active():
+        items, captions = (distributed.shard_batches(x, batch_size) for x in (items, captions))
+    image = torch.empty(len(items), image_encoder.out_dim, dtype=torch.float32)
+    text = torch.empty(len(captions), text_encoder.out_dim, dtype=torch.float32)
+    steps = -(-len(items) // batch_size) + -(-len(captions) // batch_size)
     with progress_bar("CLIP features", total=steps, enabled=show_progress) as bar:
         start = 0
-        for batch in iterate_batches(store, np.arange(count), batch_size):
+        for batch in iterate_batches(store, items, batch_size):
             with autocast(device):
                 embedded = image_encoder(batch["images"])
             image[start : start + embedded.shape[0]] = embedded.float().cpu()
             start += embedded.shape[0]
             bar.advance(1)
-        for first in range(0, ids.shape[0], batch_size):
+        low = int(captions[0]) if len(captions) else 0  # the block is contiguous, whole batches
+        for first in range(low, low + len(captions), batch_size):
             rows = slice(first, first + batch_size)
             with autocast(device):
                 embedded = text_encoder(ids[rows].to(device), mask[rows].to(device))
-            text[rows] = embedded.float().cpu()
+            text[first - low : first - low + embedded.shape[0]] = embedded.float().cpu()
             bar.advance(1)
+    if distributed.is_active():
+        image, text = distributed.gather_rows(image), distributed.gather_rows(text)
+        distributed.barrier()  # every rank done: rank 0 alone writes the file
     seconds = time.perf_counter() - started
     dataset = {"name": loaded.spec.name, "options": loaded.spec.options}
-    write_features(
-        out, image, text.view(count, per_item, -1), store.num_captions, loaded.data, dataset, source
-    )
+    if distributed.is_main():
+        write_features(
+            out, image, text.view(count, per_item, -1), store.num_captions, loaded.data, dataset, source
+        )
     return {
         "items": int(count),
         "captions_per_item": int(per_item),

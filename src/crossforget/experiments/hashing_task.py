@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from crossforget import distributed
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.device import module_device
 from crossforget.experiments.hashing_probe import hashing_probe
@@ -191,12 +192,17 @@ def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRe
 def attach_full_fisher(saved: HashingCheckpoint, loaded: LoadedData) -> None:
     """Store the full-training-set Fisher (batch estimator) so SSD can skip that pass later."""
     store = store_for(saved, loaded)
+    sharded = distributed.is_active()  # under torchrun: a block of whole batches per rank
+    train = loaded.split.train
+    if sharded:
+        train = distributed.shard_batches(train, STORED_FISHER_BATCH)
     fisher = diagonal_fisher(
         saved.model,
         _fixed_proxies(saved.loss),
-        iterate_batches(store, loaded.split.train, STORED_FISHER_BATCH),
+        iterate_batches(store, train, STORED_FISHER_BATCH),
         estimator="batch",
         progress="full-data Fisher",
+        sharded=sharded,
     )
     saved.fisher = fisher
     saved.config["stored_fisher"] = {

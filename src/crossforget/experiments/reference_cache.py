@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from crossforget import __version__
+from crossforget import __version__, distributed
 from crossforget.errors import CrossforgetError
 from crossforget.experiments.hashing_task import attach_full_fisher
 from crossforget.experiments.training_run import (
@@ -71,6 +71,8 @@ def trained_reference(
             loaded.check(saved.config, folder)
         except CrossforgetError:
             saved, cached = None, False  # a damaged or stale entry (other data) is simply rebuilt
+    # Under torchrun every rank must take the same branch (training runs on all of them).
+    distributed.agree(cached, f"whether cache entry {folder} is usable (give every node the same --cache)")
     if saved is None:
         saved = train_hashing(loaded, bits, recipe, seed, exclude, options)
     if store_fisher and not saved.fisher:

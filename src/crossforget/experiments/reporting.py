@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from crossforget.io import atomic_write_json, atomic_write_text
+from crossforget.io import atomic_write_json, atomic_write_text, may_write
 
 
 def format_cell(value: object, digits: int = 2) -> str:
@@ -58,7 +58,8 @@ def write_results(
     title: str,
 ) -> dict[str, Path]:
     """Write ``stem``.json / .csv / .md atomically; the Markdown file starts with the title."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if may_write(out_dir):  # under torchrun rank 0 alone writes
+        out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{stem}.json", "csv": out_dir / f"{stem}.csv", "md": out_dir / f"{stem}.md"}
     atomic_write_json(paths["json"], payload)
     atomic_write_text(paths["csv"], csv_table(columns, rows))

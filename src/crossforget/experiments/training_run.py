@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from crossforget import distributed
 from crossforget.data.container import FileImages, MultiModalData
 from crossforget.data.fingerprint import FINGERPRINT_KEY, check_data, data_fingerprint
 from crossforget.data.forget import ForgetRequest, carries_any
@@ -170,6 +171,8 @@ def train_hashing(
             "seconds": seconds,
             "grey_images": len(replaced),
             "grey_image_examples": replaced[:5],
+            "world_size": distributed.world_size(),
+            "per_rank_batch_size": distributed.per_rank_batch_size(recipe.batch_size),
         },
         "environment": {**environment_stamp(), "device": str(module_device(model))},
     }

@@ -23,6 +23,7 @@ import torch
 
 from crossforget.data.container import MultiModalData
 from crossforget.device import to_device
+from crossforget.distributed import shard_slice
 from crossforget.losses.base import Batch
 from crossforget.models.tokenizer import WordTokenizer
 
@@ -274,17 +275,27 @@ class TensorStore:
         return {"images": self.preprocessor.images(batch.pop("pixels")), **batch}
 
 
-def augment_images(images: torch.Tensor, generator: torch.Generator, max_shift: int = 3) -> torch.Tensor:
-    """Random horizontal flips and small translations (reflect padding), cheap regularisation."""
+def augment_images(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    max_shift: int = 3,
+    rows: tuple[slice, int] | None = None,
+) -> torch.Tensor:
+    """Random horizontal flips and small translations (reflect padding), cheap regularisation.
+
+    ``rows`` = (part, total): the images are rows ``part`` of a batch of ``total`` (one rank's share);
+    the draws are made for the whole batch, so each image gets what it would get in one process.
+    """
     b, _, h, w = images.shape
     device = images.device
-    flip = (torch.rand(b, generator=generator) < 0.5).to(device)
+    part, drawn = rows if rows is not None else (slice(None), b)
+    flip = (torch.rand(drawn, generator=generator)[part] < 0.5).to(device)
     images = torch.where(flip.view(b, 1, 1, 1), images.flip(3), images)
     if max_shift <= 0:
         return images
     padded = torch.nn.functional.pad(images, (max_shift,) * 4, mode="reflect")
-    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator).to(device)
-    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator).to(device)
+    dx = torch.randint(0, 2 * max_shift + 1, (drawn,), generator=generator)[part].to(device)
+    dy = torch.randint(0, 2 * max_shift + 1, (drawn,), generator=generator)[part].to(device)
     rows = torch.arange(h, device=device).view(1, h)
     rows = (dy.view(b, 1) + rows).view(b, 1, h, 1).expand(b, 3, h, w + 2 * max_shift)
     cropped = padded.gather(2, rows)
@@ -301,24 +312,30 @@ def iterate_batches(
     generator: torch.Generator | None = None,
     random_caption: bool = False,
     augment: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[Batch]:
     """Mini-batches over ``indices``; training draws a random caption per item and may augment.
 
     The batches' indices are fixed before the first one is made, so a store that decodes lazily can
     work ahead (``decoding_ahead``); caption draws and augmentation stay in order on the caller's thread.
+    ``shard`` = (rank, world size): yield only that rank's contiguous rows of each batch, with the
+    captions and augmentation one process would give them (the draws are made for the whole batch).
     """
     idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
     if shuffle:
         idx = idx[torch.randperm(idx.numel(), generator=generator)]
     chunks = [idx[start : start + batch_size] for start in range(0, idx.numel(), batch_size)]
+    parts = [slice(None) if shard is None else shard_slice(c.numel(), shard) for c in chunks]
     ahead = getattr(store, "decoding_ahead", None)
-    with ahead(chunks) if ahead is not None else contextlib.nullcontext():
-        for chunk in chunks:
+    local = chunks if shard is None else [c[p] for c, p in zip(chunks, parts, strict=True)]
+    with ahead(local) if ahead is not None else contextlib.nullcontext():
+        for chunk, part in zip(chunks, parts, strict=True):
             caption = None
             if random_caption:
                 draws = torch.rand(chunk.numel(), generator=generator)
-                caption = (draws * store.num_captions[chunk]).long()
-            batch = store.batch(chunk, caption)
+                caption = (draws * store.num_captions[chunk]).long()[part]
+            batch = store.batch(chunk[part], caption)
             if augment and batch.get("images") is not None and batch["images"].dim() == 4:
-                batch["images"] = augment_images(batch["images"], generator)
+                rows = None if shard is None else (part, chunk.numel())
+                batch["images"] = augment_images(batch["images"], generator, rows=rows)
             yield batch

@@ -52,6 +52,7 @@ from torch import nn
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.func import functional_call, grad, vmap
 
+from crossforget import distributed
 from crossforget.errors import CrossforgetError
 from crossforget.losses.base import Batch, ModelLoss
 
@@ -109,6 +110,7 @@ def diagonal_fisher(
     estimator: Estimator = "batch",
     parameters: Sequence[str] | None = None,
     progress: str | None = None,
+    sharded: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Diagonal empirical Fisher of ``loss_fn`` over ``loader``, keyed by ``model.named_parameters()``.
 
@@ -119,6 +121,10 @@ def diagonal_fisher(
 
     The model's parameters, ``.grad``, ``requires_grad`` flags and per-module training modes are the same
     after the call as before.
+
+    ``sharded``: under torchrun, the loader yields this rank's share of the batches (whole mini-batches,
+    see ``distributed.shard_batches``); the sums of squared gradients and the counts are summed over
+    the ranks before dividing, so every rank gets the single-process value (a rank may have no batch).
     """
     if estimator not in ESTIMATORS:
         raise CrossforgetError(
@@ -144,6 +150,12 @@ def diagonal_fisher(
             param.requires_grad_(flag)
         for module, mode in modes.items():
             module.train(mode)
+    if sharded and distributed.is_active():
+        totals = torch.tensor([float(count)], dtype=torch.float64)
+        distributed.all_reduce_sum_([*sums.values(), totals])
+        count = int(totals.item())
+    if count == 0:
+        raise CrossforgetError("the data loader is empty; the Fisher needs at least one batch")
     fisher = {name: total / count for name, total in sums.items()}
     check_fisher(fisher, "Fisher")
     return fisher
@@ -266,8 +278,6 @@ def _batch_estimate(
         for name, g in zip(names, grads, strict=True):
             if g is not None:
                 sums[name] += g.detach().float().square()
-    if batches == 0:
-        raise CrossforgetError("the data loader is empty; the Fisher needs at least one batch")
     return sums, batches
 
 
@@ -293,8 +303,6 @@ def _per_sample_estimate(
         if rest:
             _vmap_accumulate(model, loss_fn, batch, size, {n: selected[n] for n in rest}, sums)
         samples += size
-    if samples == 0:
-        raise CrossforgetError("the data loader is empty; the Fisher needs at least one batch")
     return sums, samples
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from crossforget import distributed
 from crossforget.unlearning.fisher import diagonal_fisher
 from crossforget.unlearning.methods.base import UnlearningTask
 
@@ -15,9 +16,20 @@ from crossforget.unlearning.methods.base import UnlearningTask
 def fisher_over(
     model: nn.Module, task: UnlearningTask, indices: np.ndarray, estimator: str, batch_size: int, what: str
 ) -> dict[str, torch.Tensor]:
-    """Diagonal Fisher of the task loss over ``indices`` (deterministic batches, canonical captions)."""
+    """Diagonal Fisher of the task loss over ``indices`` (deterministic batches, canonical captions).
+
+    Under torchrun each rank takes a block of whole mini-batches and the sums are reduced over ranks.
+    """
+    sharded = distributed.is_active()
+    if sharded:
+        indices = distributed.shard_batches(indices, batch_size)
     return diagonal_fisher(
-        model, task.loss, task.batches(indices, batch_size), estimator=estimator, progress=f"Fisher on {what}"
+        model,
+        task.loss,
+        task.batches(indices, batch_size),
+        estimator=estimator,
+        progress=f"Fisher on {what}",
+        sharded=sharded,
     )
 
 
