@@ -97,10 +97,10 @@ class WordPreprocessor:
 
     def images(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 (B,H,W,3) -> normalised float (B,3,H,W)."""
-        x = pixels.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+        x = pixels.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)  # channels-last, as decoded
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return x.sub_(mean).div_(std)
 
     def texts(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.tokenizer.encode(texts)
@@ -170,8 +170,10 @@ class TensorStore:
 
     Otherwise images are decoded per batch (``num_workers`` threads, ahead of use inside
     ``decoding_ahead``) and kept in a cache until it holds ``memory_budget`` bytes, so a training set
-    that fits is decoded only in the first epoch.
+    that fits is decoded only in the first epoch. ``augments_pixels``: ``batch`` takes ``augment``.
     """
+
+    augments_pixels = True
 
     def __init__(
         self,
@@ -260,12 +262,28 @@ class TensorStore:
         ready = self._ahead.take(indices) if self._ahead is not None else None
         return torch.from_numpy(ready if ready is not None else self._decode(indices.tolist()))
 
-    def batch(self, indices: torch.Tensor, caption: torch.Tensor | None = None) -> Batch:
-        """``caption`` picks one caption per item (training); None means the canonical first one."""
+    def batch(
+        self,
+        indices: torch.Tensor,
+        caption: torch.Tensor | None = None,
+        augment: torch.Generator | None = None,
+    ) -> Batch:
+        """``caption`` picks one caption per item (training); None means the canonical first one.
+
+        ``augment``: flip and shift the images with this generator while they are still uint8 (H, W, 3)
+        pixels, one gather for the batch: the same values and random draws as ``augment_images`` on
+        the normalised batch, at a fraction of the cost, and the batch comes out channels-last.
+        """
         if caption is None:
             caption = torch.zeros_like(indices)
+        if augment is None:
+            pixels = self._pixels(indices)
+        elif self.pixels is not None:  # gathered straight from the decoded set, shifted and flipped
+            pixels = augment_pixels(self.pixels, augment, items=indices)
+        else:
+            pixels = augment_pixels(self._pixels(indices), augment)
         raw = {
-            "pixels": self._pixels(indices),
+            "pixels": pixels,
             "text_ids": self.text_ids[indices, caption],
             "text_mask": self.text_mask[indices, caption],
             "labels": self.labels[indices],
@@ -274,8 +292,57 @@ class TensorStore:
         return {"images": self.preprocessor.images(batch.pop("pixels")), **batch}
 
 
+def _shift_draws(
+    b: int, generator: torch.Generator, max_shift: int
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The random draws of one batch's augmentation, in their fixed order: flips, then dx, then dy."""
+    flip = torch.rand(b, generator=generator) < 0.5
+    if max_shift <= 0:
+        return flip, None, None
+    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
+    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator)
+    return flip, dx, dy
+
+
+def _reflect(positions: torch.Tensor, size: int) -> torch.Tensor:
+    """Source index of each position of a reflect-padded axis (no edge repeat, as ``F.pad`` reflect)."""
+    positions = positions.abs()
+    return torch.where(positions > size - 1, 2 * (size - 1) - positions, positions)
+
+
+def augment_pixels(
+    pixels: torch.Tensor,
+    generator: torch.Generator,
+    max_shift: int = 3,
+    items: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``augment_images`` on uint8 (N, H, W, C) pixels as one gather: flip, reflect pad, crop.
+
+    ``items``: the rows of ``pixels`` that make the batch (None: all, in order), gathered in the same
+    pass. Flips and shifts only move pixels, so doing them before normalisation gives bit-identical
+    images; the random draws are the same, in the same order, as ``augment_images``'s.
+    """
+    n, h, w, c = pixels.shape
+    items = torch.arange(n) if items is None else items.to("cpu", torch.long)
+    b = items.numel()
+    if max_shift >= min(h, w):
+        raise ValueError(f"a shift of {max_shift} needs images larger than {h}x{w}")
+    flip, dx, dy = _shift_draws(b, generator, max_shift)
+    rows = torch.arange(h).expand(b, h)
+    cols = torch.arange(w).expand(b, w)
+    if dx is not None and dy is not None:
+        rows = _reflect(dy.view(b, 1) - max_shift + rows, h)
+        cols = _reflect(dx.view(b, 1) - max_shift + cols, w)
+    cols = torch.where(flip.view(b, 1), w - 1 - cols, cols)  # flipped first, then padded and cropped
+    flat = (items.view(b, 1, 1) * h + rows.view(b, h, 1)) * w + cols.view(b, 1, w)
+    return pixels.reshape(n * h * w, c).index_select(0, flat.view(-1).to(pixels.device)).view(b, h, w, c)
+
+
 def augment_images(images: torch.Tensor, generator: torch.Generator, max_shift: int = 3) -> torch.Tensor:
-    """Random horizontal flips and small translations (reflect padding), cheap regularisation."""
+    """Random horizontal flips and small translations (reflect padding), cheap regularisation.
+
+    For normalised (B, C, H, W) batches; a store with raw pixels does the same on uint8 (``augment_pixels``).
+    """
     b, _, h, w = images.shape
     device = images.device
     flip = (torch.rand(b, generator=generator) < 0.5).to(device)
@@ -318,6 +385,9 @@ def iterate_batches(
             if random_caption:
                 draws = torch.rand(chunk.numel(), generator=generator)
                 caption = (draws * store.num_captions[chunk]).long()
+            if augment and getattr(store, "augments_pixels", False):
+                yield store.batch(chunk, caption, augment=generator)
+                continue
             batch = store.batch(chunk, caption)
             if augment and batch.get("images") is not None and batch["images"].dim() == 4:
                 batch["images"] = augment_images(batch["images"], generator)
