@@ -46,7 +46,6 @@ LABELS = {
 PRIMARY_FORGET = "forget_label"
 # Paired comparisons reported in the JSON: (method, baseline) -> method - baseline at each common seed.
 PAIRED = (("ppp", "ssd"),)
-SMALL_IMAGE_SIZE = 48  # what model_config sets for the small backbone when no image_size is given
 
 
 @dataclass
@@ -90,8 +89,9 @@ class ReferenceRecipe:
 def reference_model_options(model: dict) -> dict:
     """Model options that rebuild ``model`` through ``model_config`` (checkpoints keep only the config).
 
-    Only values that differ from the backbone's defaults are kept, so a checkpoint trained with default
-    options finds the Retrain that ``demo`` cached. The small backbone's tokenizer is rebuilt from the
+    Only values that differ from the backbone's defaults are kept (and the small backbone's input size,
+    which the cache key always spells out), so a checkpoint trained with default options finds the
+    Retrain that ``demo`` cached. The small backbone's tokenizer is rebuilt from the
     same training captions; CLIP keeps its pretrained source; clip-features its features file.
     """
     backbone = model.get("backbone", "small")
@@ -104,8 +104,13 @@ def reference_model_options(model: dict) -> dict:
     if backbone == "clip-features":
         dropout = {} if model["dropout"] == 0.2 else {"dropout": model["dropout"]}
         return {"backbone": "clip-features", "features": model["features"]["path"], **dropout}
-    defaults = {**DEFAULT_MODEL, "image_size": SMALL_IMAGE_SIZE}
-    return {k: v for k, v in model.items() if k not in ("bits", "tokenizer") and defaults.get(k) != v}
+    # image_size stays explicit: the size model_config would pick depends on the data (scenes drawn at
+    # 64 px train at 64 unless told otherwise), so a dropped 48 would rebuild Retrain at another size.
+    return {
+        k: v
+        for k, v in model.items()
+        if k not in ("bits", "tokenizer") and (k == "image_size" or DEFAULT_MODEL.get(k) != v)
+    }
 
 
 def run_column(
