@@ -7,9 +7,11 @@ retrievable?"); the any-label reading is kept in the JSON. |Delta| = mean over b
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from crossforget.evaluation import DIRECTIONS, evaluate_model
 from crossforget.experiments.hashing_task import run_method, store_for
 from crossforget.experiments.reference_cache import trained_reference
 from crossforget.experiments.reporting import markdown_table, print_table, write_results
+from crossforget.experiments.result_cache import CACHED_METHODS, ResultCache
 from crossforget.experiments.statistics import summarise as summarise_values
 from crossforget.experiments.training_run import DEFAULT_MODEL, LoadedData
 from crossforget.io import atomic_write_text
@@ -121,9 +124,10 @@ def run_column(
     request: ForgetRequest,
     reference: ReferenceRecipe,
     options: dict | None = None,
+    cache: ResultCache | None = None,
 ) -> tuple[nn.Module, dict, dict]:
     """(model, timings, diagnostics) of one column at one seed: Original as is, Retrain from the cache,
-    any other method run on the Original with ``options``."""
+    any other method run on the Original with ``options`` (from ``cache`` for ``CACHED_METHODS``)."""
     if method == "original":
         return original.model, {}, {}
     if method == "retrain":
@@ -137,8 +141,20 @@ def run_column(
             reference.model_options,
         )
         return retrain.model, {"train": retrain.config["training"]["seconds"]}, {"cached": cached}
-    new, outcome = run_method(create_method(method, **(options or {})), original, loaded, request, seed)
-    return new.model, outcome.timings, outcome.diagnostics
+    unlearning = create_method(method, **(options or {}))
+
+    def run() -> tuple[HashingCheckpoint, dict, dict]:
+        new, outcome = run_method(unlearning, original, loaded, request, seed)
+        return new, outcome.timings, outcome.diagnostics
+
+    if cache is None or method not in CACHED_METHODS:
+        new, timings, diagnostics = run()
+        return new.model, timings, diagnostics
+    settings = dataclasses.asdict(unlearning.options)
+    new, timings, diagnostics, cached = cache.method_checkpoint(
+        method, settings, original, request, seed, run
+    )
+    return new.model, timings, {**diagnostics, "cached": cached}
 
 
 def column_scores(
@@ -156,6 +172,7 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
     request = ForgetRequest(config.forget)
     part = partition(loaded.data, loaded.split, request)
     reference = ReferenceRecipe(cache_dir, config.recipe, config.training_seed, config.model_options)
+    cache = ResultCache(cache_dir, loaded, part)
     results: dict = {"per_seed": {}, "timings": {}, "diagnostics": {}}
     for bits in config.bits:
         # SSD's full-training-set Fisher does not depend on the seed: compute it once per model.
@@ -176,9 +193,18 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
             for seed in seeds:
                 started = time.perf_counter()
                 model, timing, diag = run_column(
-                    method, seed, original, loaded, request, reference, config.method_options.get(method, {})
+                    method,
+                    seed,
+                    original,
+                    loaded,
+                    request,
+                    reference,
+                    config.method_options.get(method, {}),
+                    cache,
                 )
-                scores = column_scores(model, store, loaded.split, part)
+                scores, scored = cache.scores(
+                    model, store, partial(column_scores, model, store, loaded.split, part)
+                )
                 results["per_seed"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = scores
                 results["timings"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = timing
                 results["diagnostics"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = diag
@@ -187,7 +213,7 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
                     f"D_f {100 * scores['I2T'][PRIMARY_FORGET]:.1f}/"
                     f"{100 * scores['T2I'][PRIMARY_FORGET]:.1f} "
                     f"D_r {100 * scores['I2T']['retain']:.1f}/{100 * scores['T2I']['retain']:.1f} "
-                    f"({time.perf_counter() - started:.1f} s)"
+                    f"({time.perf_counter() - started:.1f} s{cached_note(diag, scored)})"
                 )
     results["summary"] = summarise(results["per_seed"], config)
     results["delta"] = deltas(results["summary"], config)
@@ -212,6 +238,12 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
     }
     results["environment"] = environment_stamp()
     return results
+
+
+def cached_note(diagnostics: dict, scored: bool) -> str:
+    """What of a column came from the cache, for its progress line."""
+    parts = (["model cached"] if diagnostics.get("cached") else []) + (["scores cached"] if scored else [])
+    return f", {' and '.join(parts)}" if parts else ""
 
 
 def seed_summary(values: Sequence[float]) -> dict:
