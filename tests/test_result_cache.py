@@ -164,3 +164,31 @@ def test_finetune_checkpoints_are_cached_keyed_by_the_original(setting, tmp_path
         new.model.image_head.linear.weight.detach().numpy(),
     )
     assert cache.method_checkpoint("finetune", options, saved, request, 0, run)[3] is True
+
+
+def test_a_method_column_is_read_whole_when_its_model_was_scored(setting, tmp_path: Path, monkeypatch):
+    saved, loaded, part, store = setting
+    request = ForgetRequest(["dog"])
+    cache = ResultCache(tmp_path, loaded, part)
+    calls = {"run": 0, "score": 0}
+
+    def run():
+        calls["run"] += 1
+        new, outcome = run_method(create_method("bad_model"), saved, loaded, request, 3)
+        return new.model, outcome.timings, {**outcome.diagnostics, "array": np.arange(2)}
+
+    def score(model):
+        calls["score"] += 1
+        return column_scores(model, store, loaded.split, part)
+
+    first = cache.column("bad_model", {}, saved, request, 3, store, run, score)
+    assert first[3] is False and calls == {"run": 1, "score": 1}
+    second = cache.column("bad_model", {}, saved, request, 3, store, run, score)
+    assert second[3] is True and calls == {"run": 1, "score": 1}
+    assert second[0] == first[0] and second[1] == first[1] and second[2]["array"] == [0, 1]
+    # scores of another metric version are missing: the model is made and scored again
+    monkeypatch.setattr(result_cache, "EVALUATION_VERSION", result_cache.EVALUATION_VERSION + 1)
+    third = cache.column("bad_model", {}, saved, request, 3, store, run, score)
+    assert third[3] is False and calls == {"run": 2, "score": 2} and third[0] == first[0]
+    # another seed is another column
+    assert cache.column("bad_model", {}, saved, request, 4, store, run, score)[3] is False

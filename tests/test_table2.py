@@ -75,14 +75,18 @@ def test_a_second_demo_reads_the_cache_and_prints_the_same_numbers(demo_run: Pat
     monkeypatch.setattr(training_run, "train_model", refuse)  # Original, Retrain
     monkeypatch.setattr(hashing_task, "train_model", refuse)  # Finetune
     monkeypatch.setattr(table2, "column_scores", refuse)  # every column's evaluation
+    monkeypatch.setattr(table2, "run_method", refuse)  # Bad model, SSD, PPP
     capsys.readouterr()
     assert main([*_demo_argv(root), "--cache", str(root / "cache"), "--out", str(root / "again")]) == 0
     first = json.loads((demo_run / "results.json").read_text())
     second = json.loads((root / "again" / "results.json").read_text())
     assert second["per_seed"] == first["per_seed"] and second["summary"] == first["summary"]
-    assert second["diagnostics"]["finetune"]["16"]["0"]["cached"] is True
-    assert second["timings"]["finetune"] == first["timings"]["finetune"]
-    assert "Finetune seed 0:" in capsys.readouterr().err
+    for method in ("bad_model", "finetune", "ssd", "ppp"):
+        assert first["diagnostics"][method]["16"]["0"]["cached"] is False
+        assert second["diagnostics"][method]["16"]["0"]["cached"] is True
+        assert second["timings"][method] == first["timings"][method]
+    printed = capsys.readouterr().err
+    assert "Finetune seed 0:" in printed and "column cached" in printed and "scores cached" in printed
 
 
 def test_demo_writes_every_number_and_its_summaries(demo_run: Path):

@@ -3,12 +3,17 @@
 Beside the trained references (``reference_cache``), a second ``demo`` would redo Finetune's epochs and
 every column's evaluation although nothing changed. Here both are kept in the same cache folder:
 
-- ``CACHED_METHODS`` (Finetune) store their unlearned checkpoint, keyed like Retrain in the reference
-  cache, with the Original's weights in place of its recipe: method, validated options, forget
-  classes, seed, the Original's weights and proxies (digest), recipe and model config, the data;
+- ``CHECKPOINT_METHODS`` (Finetune) store their unlearned checkpoint, keyed like Retrain in the
+  reference cache, with the Original itself in place of its recipe: method, validated options, forget
+  classes, seed, the digests of the Original's weights, proxies, prototypes and stored Fisher, its
+  recipe and model config, the data and the split;
+- every other method's column stores a record under the same key: the digest of the model it made,
+  its timings and diagnostics (the model is not kept: it is cheap to make again if ever needed);
 - every column's scores, keyed by the digest of the model's weights, its inputs (image size,
   normalisation, tokenizer), the data, the split, the forget partition, ``topk`` and
   ``EVALUATION_VERSION`` (bump it when evaluation or a metric changes what it returns).
+
+So a second run with nothing changed runs no method and evaluates nothing: it reads and prints.
 
 The data enter every key as the dataset spec, its fingerprint and a digest of the images (their pixels
 when in memory, path, size and modification time of files). Entries are written whole or not at all
@@ -42,7 +47,7 @@ from crossforget.models.inputs import BatchSource
 from crossforget.models.persist import HashingCheckpoint, load_hashing_checkpoint, save_hashing_checkpoint
 
 EVALUATION_VERSION = 1
-CACHED_METHODS = ("finetune",)
+CHECKPOINT_METHODS = ("finetune",)  # methods whose unlearned checkpoint is kept (they train)
 SCORE_KEYS = ("retain", "forget_label", "forget_any")
 Scores = dict[str, dict[str, float]]
 
@@ -132,9 +137,10 @@ class ResultCache:
 
     # --- evaluations ----------------------------------------------------------------------------
 
-    def evaluation_key(self, model: nn.Module, store: BatchSource, topk: int | None = None) -> str:
+    def evaluation_key(self, model: nn.Module | str, store: BatchSource, topk: int | None = None) -> str:
+        """The key of ``model``'s scores (``model`` may be given as its ``state_digest``)."""
         description = {
-            "model": state_digest(model),
+            "model": model if isinstance(model, str) else state_digest(model),
             "inputs": _json_digest(store.preprocessor.to_config()),
             "data": self.data,
             "split": self.split,
@@ -149,19 +155,67 @@ class ResultCache:
         return self.cache_dir / "evaluations" / f"{key}.json"
 
     def scores(
-        self, model: nn.Module, store: BatchSource, compute: Callable[[], Scores], topk: int | None = None
+        self,
+        model: nn.Module | str,
+        store: BatchSource,
+        compute: Callable[[], Scores],
+        topk: int | None = None,
     ) -> tuple[Scores, bool]:
-        """The cached scores of ``model``, else ``compute()`` stored; returns (scores, was_cached)."""
+        """The cached scores of ``model`` (or of its digest), else ``compute()`` stored; returns
+        (scores, was_cached)."""
         key = self.evaluation_key(model, store, topk)
+        stored = self.stored_scores(key)
+        if stored is not None:
+            return stored, True
         path = self.evaluation_path(key)
-        stored = _read_json(path)
-        if isinstance(stored, dict) and stored.get("key") == key and valid_scores(stored.get("scores")):
-            return stored["scores"], True
         scores = compute()
         if valid_scores(scores):
             remove_stale_temporaries(path)
             atomic_write_json(path, {"key": key, "evaluation_version": EVALUATION_VERSION, "scores": scores})
         return scores, False
+
+    def stored_scores(self, key: str) -> Scores | None:
+        stored = _read_json(self.evaluation_path(key))
+        if isinstance(stored, dict) and stored.get("key") == key and valid_scores(stored.get("scores")):
+            return stored["scores"]
+        return None
+
+    # --- method columns -------------------------------------------------------------------------
+
+    def column(
+        self,
+        method: str,
+        options: Mapping,
+        original: HashingCheckpoint,
+        request: ForgetRequest,
+        seed: int,
+        store: BatchSource,
+        run: Callable[[], tuple[nn.Module, dict, dict]],
+        score: Callable[[nn.Module], Scores],
+    ) -> tuple[Scores, dict, dict, bool]:
+        """A method's column: its record and scores when both are cached, else ``run()`` (-> model,
+        timings, diagnostics) and ``score(model)``, both stored. Returns (scores, timings, diagnostics,
+        was_cached); a cached column's timings and diagnostics are those of the run that made it."""
+        key = self.method_key(method, options, original, request, seed)
+        path = self.cache_dir / "columns" / f"{method}-{key}.json"
+        record = _read_json(path)
+        if (
+            isinstance(record, dict)
+            and record.get("key") == key
+            and isinstance(record.get("model"), str)
+            and isinstance(record.get("timings"), dict)
+            and isinstance(record.get("diagnostics"), dict)
+        ):
+            stored = self.stored_scores(self.evaluation_key(record["model"], store))
+            if stored is not None:
+                return stored, record["timings"], record["diagnostics"], True
+        model, timings, diagnostics = run()
+        digest = state_digest(model)
+        scores, _ = self.scores(digest, store, lambda: score(model))
+        entry = {"key": key, "model": digest, "timings": timings, "diagnostics": diagnostics}
+        remove_stale_temporaries(path)
+        atomic_write_json(path, _plain_json(entry))
+        return scores, timings, diagnostics, False
 
     # --- unlearned checkpoints ------------------------------------------------------------------
 
@@ -176,6 +230,8 @@ class ResultCache:
             "original": {
                 "model": state_digest(original.model),
                 "loss": state_digest(original.loss),
+                "prototypes": tensors_digest(original.prototypes),
+                "fisher": tensors_digest(original.fisher),
                 "recipe": original.config["training"]["recipe"],
                 "config": _json_digest(original.config["model"]),
             },
@@ -213,15 +269,19 @@ class ResultCache:
         new, timings, diagnostics = run()
         record = {"key": key, "timings": timings, "diagnostics": diagnostics}
         stored = copy.copy(new)
-        stored.config = {**new.config, "cache": json.loads(json.dumps(record, default=_plain))}
+        stored.config = {**new.config, "cache": _plain_json(record)}
         with atomic_directory(folder, overwrite=True) as tmp:
             save_hashing_checkpoint(tmp, stored)
         return new, timings, diagnostics, False
 
 
 def _plain(value: object) -> object:
-    """JSON for numpy scalars and arrays in diagnostics; anything else as its text."""
     return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def _plain_json(value: object) -> Any:
+    """``value`` as it reads back from JSON (numpy scalars and arrays as lists, anything else as text)."""
+    return json.loads(json.dumps(value, default=_plain))
 
 
 def _read_json(path: Path) -> object:

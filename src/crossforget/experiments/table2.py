@@ -25,7 +25,7 @@ from crossforget.evaluation import DIRECTIONS, evaluate_model
 from crossforget.experiments.hashing_task import run_method, store_for
 from crossforget.experiments.reference_cache import trained_reference
 from crossforget.experiments.reporting import markdown_table, print_table, write_results
-from crossforget.experiments.result_cache import CACHED_METHODS, ResultCache
+from crossforget.experiments.result_cache import CHECKPOINT_METHODS, ResultCache
 from crossforget.experiments.statistics import summarise as summarise_values
 from crossforget.experiments.training_run import DEFAULT_MODEL, LoadedData
 from crossforget.io import atomic_write_text
@@ -127,7 +127,7 @@ def run_column(
     cache: ResultCache | None = None,
 ) -> tuple[nn.Module, dict, dict]:
     """(model, timings, diagnostics) of one column at one seed: Original as is, Retrain from the cache,
-    any other method run on the Original with ``options`` (from ``cache`` for ``CACHED_METHODS``)."""
+    any other method run on the Original with ``options`` (from ``cache`` for ``CHECKPOINT_METHODS``)."""
     if method == "original":
         return original.model, {}, {}
     if method == "retrain":
@@ -147,14 +147,51 @@ def run_column(
         new, outcome = run_method(unlearning, original, loaded, request, seed)
         return new, outcome.timings, outcome.diagnostics
 
-    if cache is None or method not in CACHED_METHODS:
+    if cache is None or method not in CHECKPOINT_METHODS:
         new, timings, diagnostics = run()
         return new.model, timings, diagnostics
     settings = dataclasses.asdict(unlearning.options)
-    new, timings, diagnostics, cached = cache.method_checkpoint(
-        method, settings, original, request, seed, run
+    new, timings, diagnostics, _ = cache.method_checkpoint(method, settings, original, request, seed, run)
+    return new.model, timings, diagnostics
+
+
+def scored_column(
+    method: str,
+    seed: int,
+    original: HashingCheckpoint,
+    loaded: LoadedData,
+    request: ForgetRequest,
+    reference: ReferenceRecipe,
+    options: dict,
+    cache: ResultCache,
+    store: BatchSource,
+    part: ForgetPartition,
+) -> tuple[dict, dict, dict, str]:
+    """(scores, timings, diagnostics, what came from the cache) of one column at one seed.
+
+    Original and Retrain are evaluated (or their scores read) by the digest of their weights; any other
+    method's column is read whole from ``cache`` when it holds it, else run and stored. Diagnostics of
+    Retrain and the methods say ``cached``: whether the model was made in this run.
+    """
+
+    def score(model: nn.Module) -> dict:
+        return column_scores(model, store, loaded.split, part)
+
+    if method in ("original", "retrain"):
+        model, timings, diagnostics = run_column(method, seed, original, loaded, request, reference)
+        scores, scored = cache.scores(model, store, partial(score, model))
+        notes = ["model cached"] if diagnostics.get("cached") else []
+        notes += ["scores cached"] if scored else []
+        return scores, timings, diagnostics, ", ".join(notes)
+    settings = dataclasses.asdict(create_method(method, **options).options)
+
+    def run() -> tuple[nn.Module, dict, dict]:
+        return run_column(method, seed, original, loaded, request, reference, options, cache)
+
+    scores, timings, diagnostics, cached = cache.column(
+        method, settings, original, request, seed, store, run, score
     )
-    return new.model, timings, {**diagnostics, "cached": cached}
+    return scores, timings, {**diagnostics, "cached": cached}, "column cached" if cached else ""
 
 
 def column_scores(
@@ -192,7 +229,7 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
             seeds = config.seeds if method not in REFERENCE else [config.training_seed]
             for seed in seeds:
                 started = time.perf_counter()
-                model, timing, diag = run_column(
+                scores, timing, diag, note = scored_column(
                     method,
                     seed,
                     original,
@@ -201,9 +238,8 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
                     reference,
                     config.method_options.get(method, {}),
                     cache,
-                )
-                scores, scored = cache.scores(
-                    model, store, partial(column_scores, model, store, loaded.split, part)
+                    store,
+                    part,
                 )
                 results["per_seed"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = scores
                 results["timings"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = timing
@@ -213,7 +249,7 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
                     f"D_f {100 * scores['I2T'][PRIMARY_FORGET]:.1f}/"
                     f"{100 * scores['T2I'][PRIMARY_FORGET]:.1f} "
                     f"D_r {100 * scores['I2T']['retain']:.1f}/{100 * scores['T2I']['retain']:.1f} "
-                    f"({time.perf_counter() - started:.1f} s{cached_note(diag, scored)})"
+                    f"({time.perf_counter() - started:.1f} s{', ' + note if note else ''})"
                 )
     results["summary"] = summarise(results["per_seed"], config)
     results["delta"] = deltas(results["summary"], config)
@@ -238,12 +274,6 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
     }
     results["environment"] = environment_stamp()
     return results
-
-
-def cached_note(diagnostics: dict, scored: bool) -> str:
-    """What of a column came from the cache, for its progress line."""
-    parts = (["model cached"] if diagnostics.get("cached") else []) + (["scores cached"] if scored else [])
-    return f", {' and '.join(parts)}" if parts else ""
 
 
 def seed_summary(values: Sequence[float]) -> dict:
