@@ -107,3 +107,21 @@ def test_unlearn_speed_rejects_training_flags_with_a_checkpoint(tmp_path: Path) 
         script.main(["--checkpoint", str(tmp_path), "--epochs", "1"])
     with pytest.raises(CrossforgetError, match="neither a checkpoint nor holds bits8/"):
         script.main(["--checkpoint", str(tmp_path), "--bits", "8", "--device", "cpu"])
+
+
+@pytest.mark.slow
+def test_train_speed_compares_both_paths_on_the_same_batches(tmp_path: Path, capsys: pytest.CaptureFixture):
+    script = load_script("train_speed")
+    out = tmp_path / "train.json"
+    summary = script.main(["--items", "400", "--threads", "1", "--bits", "16", "--json", str(out)])
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(out.read_text()) == json.loads(json.dumps(summary))
+    assert summary["same_batches"] is True and summary["steps"] == 2 and summary["train_items"] == 200
+    assert summary["first_loss"]["reference"] == pytest.approx(summary["first_loss"]["current"], abs=1e-5)
+    wall = summary["wall_seconds"]
+    overall = sum(wall["reference"].values()) / sum(wall["current"].values())
+    assert summary["speedup"]["overall"] == pytest.approx(overall)
+    for stage in ("data", "forward", "backward", "optimiser"):
+        assert summary["speedup"][stage] == pytest.approx(wall["reference"][stage] / wall["current"][stage])
+        assert any(line.startswith(stage) for line in printed)
+    assert printed[-1] == f"overall: {overall:.1f}x"
