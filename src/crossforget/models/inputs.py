@@ -43,7 +43,9 @@ class BatchSource(Protocol):
     """Batches by dataset index; ``num_captions`` lets training draw one caption per item.
 
     ``labels`` and ``num_captions`` stay on the CPU; batches are placed on ``device`` (None: the CPU).
-    ``preprocessor`` is what built the store (compared by ``to_config()`` to reuse a store).
+    ``preprocessor`` is what built the store (compared by ``to_config()`` to reuse a store). A store
+    whose ``augments_pixels`` is true also takes ``batch(indices, caption, augment=generator)`` and
+    augments its raw pixels (``iterate_batches`` then leaves the finished batch alone).
     """
 
     labels: torch.Tensor
