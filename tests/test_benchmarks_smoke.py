@@ -147,3 +147,21 @@ def test_distributed_scaling_reports_both_process_counts(tmp_path: Path) -> None
     assert rows[0]["train_ratio"] == 1.0 and rows[1]["fisher_ratio"] > 0
     assert all(r["train_items_per_second"] > 0 and r["fisher_items_per_second"] > 0 for r in rows)
     assert "processes" in done.stdout
+
+
+@pytest.mark.slow
+def test_train_speed_compares_both_paths_on_the_same_batches(tmp_path: Path, capsys: pytest.CaptureFixture):
+    script = load_script("train_speed")
+    out = tmp_path / "train.json"
+    summary = script.main(["--items", "400", "--threads", "1", "--bits", "16", "--json", str(out)])
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(out.read_text()) == json.loads(json.dumps(summary))
+    assert summary["same_batches"] is True and summary["steps"] == 2 and summary["train_items"] == 200
+    assert summary["first_loss"]["reference"] == pytest.approx(summary["first_loss"]["current"], abs=1e-5)
+    wall = summary["wall_seconds"]
+    overall = sum(wall["reference"].values()) / sum(wall["current"].values())
+    assert summary["speedup"]["overall"] == pytest.approx(overall)
+    for stage in ("data", "forward", "backward", "optimiser"):
+        assert summary["speedup"][stage] == pytest.approx(wall["reference"][stage] / wall["current"][stage])
+        assert any(line.startswith(stage) for line in printed)
+    assert printed[-1] == f"overall: {overall:.1f}x"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from crossforget.cli import main
+from crossforget.experiments import hashing_task, table2, training_run
 from crossforget.experiments.table2 import paired_difference
 from tests.conftest import TINY_DATA
 from tests.test_sweeps import T_975, assert_picture
@@ -56,10 +57,36 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params.write_text(json.dumps({"forget_samples": 8}))
     ppp = root / "ppp.json"
     ppp.write_text(json.dumps({"forget_samples": 8, "neighbour_samples": 40, "retain_samples": 60}))
-    argv = ["demo", *TINY_DATA, "--bits", "16", "--seeds", "0", "1", "--epochs", "1"]
-    argv += ["--ssd-params", str(params), "--ppp-params", str(ppp)]
-    assert main([*argv, "--cache", str(root / "cache"), "--out", str(root / "out")]) == 0
+    assert main([*_demo_argv(root), "--cache", str(root / "cache"), "--out", str(root / "out")]) == 0
     return root / "out"
+
+
+def _demo_argv(root: Path) -> list[str]:
+    argv = ["demo", *TINY_DATA, "--bits", "16", "--seeds", "0", "1", "--epochs", "1"]
+    return argv + ["--ssd-params", str(root / "sampled.json"), "--ppp-params", str(root / "ppp.json")]
+
+
+def test_a_second_demo_reads_the_cache_and_prints_the_same_numbers(demo_run: Path, monkeypatch, capsys):
+    root = demo_run.parent
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained or evaluated again although nothing changed")
+
+    monkeypatch.setattr(training_run, "train_model", refuse)  # Original, Retrain
+    monkeypatch.setattr(hashing_task, "train_model", refuse)  # Finetune
+    monkeypatch.setattr(table2, "column_scores", refuse)  # every column's evaluation
+    monkeypatch.setattr(table2, "run_method", refuse)  # Bad model, SSD, PPP
+    capsys.readouterr()
+    assert main([*_demo_argv(root), "--cache", str(root / "cache"), "--out", str(root / "again")]) == 0
+    first = json.loads((demo_run / "results.json").read_text())
+    second = json.loads((root / "again" / "results.json").read_text())
+    assert second["per_seed"] == first["per_seed"] and second["summary"] == first["summary"]
+    for method in ("bad_model", "finetune", "ssd", "ppp"):
+        assert first["diagnostics"][method]["16"]["0"]["cached"] is False
+        assert second["diagnostics"][method]["16"]["0"]["cached"] is True
+        assert second["timings"][method] == first["timings"][method]
+    printed = capsys.readouterr().err
+    assert "Finetune seed 0:" in printed and "column cached" in printed and "scores cached" in printed
 
 
 def test_demo_writes_every_number_and_its_summaries(demo_run: Path):

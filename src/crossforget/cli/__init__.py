@@ -159,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _sigterm_as_exception():
         try:
             args = build_parser(_command_of(argv)).parse_args(argv)
+            from crossforget.memory import keep_freed_memory
+
+            keep_freed_memory()  # process-wide, so here where the program starts (see crossforget.memory)
             with _as_rank(args):
                 return int(args.handler(args) or 0)
         except CrossforgetError as exc:

@@ -19,6 +19,7 @@ from crossforget.experiments.training_run import (
     native_image_size,
     train_hashing,
 )
+from crossforget.io import atomic_directory
 from crossforget.models.persist import HashingCheckpoint, load_hashing_checkpoint, save_hashing_checkpoint
 from crossforget.training import TrainingRecipe
 
@@ -79,5 +80,6 @@ def trained_reference(
         attach_full_fisher(saved, loaded)
     elif cached:
         return saved, True
-    save_hashing_checkpoint(folder, saved)
+    with atomic_directory(folder, overwrite=True) as tmp:  # whole or absent, whatever kills the run
+        save_hashing_checkpoint(tmp, saved)
     return saved, cached

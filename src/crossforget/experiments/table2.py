@@ -7,9 +7,11 @@ retrievable?"); the any-label reading is kept in the JSON. |Delta| = mean over b
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from crossforget.evaluation import DIRECTIONS, evaluate_model
 from crossforget.experiments.hashing_task import run_method, store_for
 from crossforget.experiments.reference_cache import trained_reference
 from crossforget.experiments.reporting import markdown_table, print_table, write_results
+from crossforget.experiments.result_cache import CHECKPOINT_METHODS, ResultCache
 from crossforget.experiments.statistics import summarise as summarise_values
 from crossforget.experiments.training_run import DEFAULT_MODEL, LoadedData
 from crossforget.io import atomic_write_text
@@ -46,7 +49,6 @@ LABELS = {
 PRIMARY_FORGET = "forget_label"
 # Paired comparisons reported in the JSON: (method, baseline) -> method - baseline at each common seed.
 PAIRED = (("ppp", "ssd"),)
-SMALL_IMAGE_SIZE = 48  # what model_config sets for the small backbone when no image_size is given
 
 
 @dataclass
@@ -90,8 +92,9 @@ class ReferenceRecipe:
 def reference_model_options(model: dict) -> dict:
     """Model options that rebuild ``model`` through ``model_config`` (checkpoints keep only the config).
 
-    Only values that differ from the backbone's defaults are kept, so a checkpoint trained with default
-    options finds the Retrain that ``demo`` cached. The small backbone's tokenizer is rebuilt from the
+    Only values that differ from the backbone's defaults are kept (and the small backbone's input size,
+    which the cache key always spells out), so a checkpoint trained with default options finds the
+    Retrain that ``demo`` cached. The small backbone's tokenizer is rebuilt from the
     same training captions; CLIP keeps its pretrained source; clip-features its features file.
     """
     backbone = model.get("backbone", "small")
@@ -104,8 +107,13 @@ def reference_model_options(model: dict) -> dict:
     if backbone == "clip-features":
         dropout = {} if model["dropout"] == 0.2 else {"dropout": model["dropout"]}
         return {"backbone": "clip-features", "features": model["features"]["path"], **dropout}
-    defaults = {**DEFAULT_MODEL, "image_size": SMALL_IMAGE_SIZE}
-    return {k: v for k, v in model.items() if k not in ("bits", "tokenizer") and defaults.get(k) != v}
+    # image_size stays explicit: the size model_config would pick depends on the data (scenes drawn at
+    # 64 px train at 64 unless told otherwise), so a dropped 48 would rebuild Retrain at another size.
+    return {
+        k: v
+        for k, v in model.items()
+        if k not in ("bits", "tokenizer") and (k == "image_size" or DEFAULT_MODEL.get(k) != v)
+    }
 
 
 def run_column(
@@ -116,9 +124,10 @@ def run_column(
     request: ForgetRequest,
     reference: ReferenceRecipe,
     options: dict | None = None,
+    cache: ResultCache | None = None,
 ) -> tuple[nn.Module, dict, dict]:
     """(model, timings, diagnostics) of one column at one seed: Original as is, Retrain from the cache,
-    any other method run on the Original with ``options``."""
+    any other method run on the Original with ``options`` (from ``cache`` for ``CHECKPOINT_METHODS``)."""
     if method == "original":
         return original.model, {}, {}
     if method == "retrain":
@@ -132,8 +141,57 @@ def run_column(
             reference.model_options,
         )
         return retrain.model, {"train": retrain.config["training"]["seconds"]}, {"cached": cached}
-    new, outcome = run_method(create_method(method, **(options or {})), original, loaded, request, seed)
-    return new.model, outcome.timings, outcome.diagnostics
+    unlearning = create_method(method, **(options or {}))
+
+    def run() -> tuple[HashingCheckpoint, dict, dict]:
+        new, outcome = run_method(unlearning, original, loaded, request, seed)
+        return new, outcome.timings, outcome.diagnostics
+
+    if cache is None or method not in CHECKPOINT_METHODS:
+        new, timings, diagnostics = run()
+        return new.model, timings, diagnostics
+    settings = dataclasses.asdict(unlearning.options)
+    new, timings, diagnostics, _ = cache.method_checkpoint(method, settings, original, request, seed, run)
+    return new.model, timings, diagnostics
+
+
+def scored_column(
+    method: str,
+    seed: int,
+    original: HashingCheckpoint,
+    loaded: LoadedData,
+    request: ForgetRequest,
+    reference: ReferenceRecipe,
+    options: dict,
+    cache: ResultCache,
+    store: BatchSource,
+    part: ForgetPartition,
+) -> tuple[dict, dict, dict, str]:
+    """(scores, timings, diagnostics, what came from the cache) of one column at one seed.
+
+    Original and Retrain are evaluated (or their scores read) by the digest of their weights; any other
+    method's column is read whole from ``cache`` when it holds it, else run and stored. Diagnostics of
+    Retrain and the methods say ``cached``: whether the model was made in this run.
+    """
+
+    def score(model: nn.Module) -> dict:
+        return column_scores(model, store, loaded.split, part)
+
+    if method in ("original", "retrain"):
+        model, timings, diagnostics = run_column(method, seed, original, loaded, request, reference)
+        scores, scored = cache.scores(model, store, partial(score, model))
+        notes = ["model cached"] if diagnostics.get("cached") else []
+        notes += ["scores cached"] if scored else []
+        return scores, timings, diagnostics, ", ".join(notes)
+    settings = dataclasses.asdict(create_method(method, **options).options)
+
+    def run() -> tuple[nn.Module, dict, dict]:
+        return run_column(method, seed, original, loaded, request, reference, options, cache)
+
+    scores, timings, diagnostics, cached = cache.column(
+        method, settings, original, request, seed, store, run, score
+    )
+    return scores, timings, {**diagnostics, "cached": cached}, "column cached" if cached else ""
 
 
 def column_scores(
@@ -151,6 +209,7 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
     request = ForgetRequest(config.forget)
     part = partition(loaded.data, loaded.split, request)
     reference = ReferenceRecipe(cache_dir, config.recipe, config.training_seed, config.model_options)
+    cache = ResultCache(cache_dir, loaded, part)
     results: dict = {"per_seed": {}, "timings": {}, "diagnostics": {}}
     for bits in config.bits:
         # SSD's full-training-set Fisher does not depend on the seed: compute it once per model.
@@ -170,10 +229,18 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
             seeds = config.seeds if method not in REFERENCE else [config.training_seed]
             for seed in seeds:
                 started = time.perf_counter()
-                model, timing, diag = run_column(
-                    method, seed, original, loaded, request, reference, config.method_options.get(method, {})
+                scores, timing, diag, note = scored_column(
+                    method,
+                    seed,
+                    original,
+                    loaded,
+                    request,
+                    reference,
+                    config.method_options.get(method, {}),
+                    cache,
+                    store,
+                    part,
                 )
-                scores = column_scores(model, store, loaded.split, part)
                 results["per_seed"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = scores
                 results["timings"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = timing
                 results["diagnostics"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = diag
@@ -182,7 +249,7 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
                     f"D_f {100 * scores['I2T'][PRIMARY_FORGET]:.1f}/"
                     f"{100 * scores['T2I'][PRIMARY_FORGET]:.1f} "
                     f"D_r {100 * scores['I2T']['retain']:.1f}/{100 * scores['T2I']['retain']:.1f} "
-                    f"({time.perf_counter() - started:.1f} s)"
+                    f"({time.perf_counter() - started:.1f} s{', ' + note if note else ''})"
                 )
     results["summary"] = summarise(results["per_seed"], config)
     results["delta"] = deltas(results["summary"], config)
