@@ -78,6 +78,27 @@ def test_every_input_of_the_scores_changes_the_key(setting, tmp_path: Path, monk
     assert ResultCache(tmp_path, repainted, part).evaluation_key(saved.model, store) != base
     monkeypatch.setattr(result_cache, "EVALUATION_VERSION", result_cache.EVALUATION_VERSION + 1)
     assert ResultCache(tmp_path, loaded, part).evaluation_key(saved.model, store) != base
+    monkeypatch.setattr(result_cache, "EVALUATION_VERSION", result_cache.EVALUATION_VERSION - 1)
+    assert ResultCache(tmp_path, loaded, part).evaluation_key(saved.model, store) == base
+    monkeypatch.setattr(result_cache, "source_digest", lambda: "edited source")
+    assert ResultCache(tmp_path, loaded, part).evaluation_key(saved.model, store) != base
+
+
+def test_source_digest_follows_the_package_files(tmp_path: Path, monkeypatch):
+    """An edited module gives another digest: method columns are then run again."""
+    (tmp_path / "crossforget" / "experiments").mkdir(parents=True)
+    (tmp_path / "crossforget" / "a.py").write_text("x = 1\n")
+    fake = tmp_path / "crossforget" / "experiments" / "result_cache.py"
+    fake.write_text("")
+    monkeypatch.setattr(result_cache, "__file__", str(fake))
+    result_cache.source_digest.cache_clear()
+    try:
+        first = result_cache.source_digest()
+        (tmp_path / "crossforget" / "a.py").write_text("x = 2\n")
+        result_cache.source_digest.cache_clear()
+        assert result_cache.source_digest() != first
+    finally:
+        result_cache.source_digest.cache_clear()
 
 
 @pytest.mark.parametrize(

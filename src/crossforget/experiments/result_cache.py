@@ -14,6 +14,9 @@ every column's evaluation although nothing changed. Here both are kept in the sa
   ``EVALUATION_VERSION`` (bump it when evaluation or a metric changes what it returns).
 
 So a second run with nothing changed runs no method and evaluates nothing: it reads and prints.
+Both keys also hold ``source_digest()``, the digest of the package's own source files, so an edited
+method or metric is run again even when the version number did not move (the trained references of
+``reference_cache`` are not keyed by it: retraining on every edit would cost minutes).
 
 The data enter every key as the dataset spec, its fingerprint and a digest of the images (their pixels
 when in memory, path, size and modification time of files). Entries are written whole or not at all
@@ -24,6 +27,7 @@ that cannot be read or does not match its key is recomputed and replaced, never 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -50,6 +54,17 @@ EVALUATION_VERSION = 1
 CHECKPOINT_METHODS = ("finetune",)  # methods whose unlearned checkpoint is kept (they train)
 SCORE_KEYS = ("retain", "forget_label", "forget_any")
 Scores = dict[str, dict[str, float]]
+
+
+@functools.cache
+def source_digest() -> str:
+    """Digest of every ``.py`` file of the installed crossforget package (path and content)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _json_digest(value: Any) -> str:
@@ -148,6 +163,7 @@ class ResultCache:
             "topk": topk,
             "evaluation_version": EVALUATION_VERSION,
             "version": __version__,
+            "code": source_digest(),
         }
         return _json_digest(description)[:32]
 
@@ -238,6 +254,7 @@ class ResultCache:
             "data": self.data,
             "split": self.split,
             "version": __version__,
+            "code": source_digest(),
         }
         return _json_digest(description)[:16]
 
