@@ -375,9 +375,8 @@ def augment_images(
         return images
     padded = torch.nn.functional.pad(images, (max_shift,) * 4, mode="reflect")
     dx, dy = dx.to(device), dy.to(device)
-    rows = torch.arange(h, device=device).view(1, h)
-    rows = (dy.view(b, 1) + rows).view(b, 1, h, 1).expand(b, 3, h, w + 2 * max_shift)
-    cropped = padded.gather(2, rows)
+    ys = (dy.view(b, 1) + torch.arange(h, device=device).view(1, h)).view(b, 1, h, 1)
+    cropped = padded.gather(2, ys.expand(b, 3, h, w + 2 * max_shift))
     cols = (dx.view(b, 1) + torch.arange(w, device=device).view(1, w)).view(b, 1, 1, w).expand(b, 3, h, w)
     return cropped.gather(3, cols)
 
