@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from crossforget.device import autocast, resolve_device
-from crossforget.errors import CrossforgetError
+from crossforget.core.device import autocast, resolve_device
+from crossforget.core.errors import CrossforgetError
+from crossforget.engine.training import recipe_for, train_model
 from crossforget.losses.base import Batch
 from crossforget.losses.dsph import DSPHLoss
 from crossforget.models.hashing import CrossModalHasher
-from crossforget.training import recipe_for, train_model
 from crossforget.unlearning.fisher import diagonal_fisher
 
 if TYPE_CHECKING:

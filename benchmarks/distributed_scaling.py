@@ -36,10 +36,10 @@ import torch  # noqa: E402
 def measure(rank: int, world: int, options: dict) -> dict:
     """One rank's timings of the training loop and of the Fisher pass (after a warm-up step each)."""
     from crossforget.data.registry import DatasetSpec
-    from crossforget.experiments.training_run import initial_model, load_data, model_config
+    from crossforget.engine.training import TrainingRecipe, train_model
     from crossforget.losses.dsph import DSPHLoss
     from crossforget.models.inputs import iterate_batches
-    from crossforget.training import TrainingRecipe, train_model
+    from crossforget.tasks.hashing.training import initial_model, load_data, model_config
     from crossforget.unlearning.methods.common import fisher_over
 
     items = options["items"]
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['world_size']:>9} {row['train_items_per_second']:>14.1f} {row['train_ratio']:>6.2f} "
             f"{row['fisher_items_per_second']:>15.1f} {row['fisher_ratio']:>6.2f}"
         )
-    from crossforget.reproducibility import environment_stamp
+    from crossforget.core.reproducibility import environment_stamp
 
     payload = {
         "options": options,

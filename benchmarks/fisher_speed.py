@@ -30,9 +30,9 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from crossforget.data.registry import DatasetSpec  # noqa: E402
-from crossforget.experiments.training_run import initial_model, load_data, model_config  # noqa: E402
 from crossforget.losses.dsph import DSPHLoss  # noqa: E402
 from crossforget.models.inputs import iterate_batches  # noqa: E402
+from crossforget.tasks.hashing.training import initial_model, load_data, model_config  # noqa: E402
 from crossforget.unlearning.fisher import counting_fallbacks, diagonal_fisher  # noqa: E402
 
 Batch = dict[str, torch.Tensor]

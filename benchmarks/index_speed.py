@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from crossforget.core.reproducibility import environment_stamp
 from crossforget.index.search import exact_top_k, recall_at_k, tie_aware_recall
 from crossforget.index.store import flat_index, ivf_index
 from crossforget.metrics.retrieval import hamming_ranking, unpack_codes
-from crossforget.reproducibility import environment_stamp
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -170,14 +170,14 @@ def ivf_section(args: argparse.Namespace, exact: tuple) -> dict:
 
 
 def forget_section(args: argparse.Namespace) -> dict:
-    from crossforget.experiments.hashing_task import store_for
-    from crossforget.experiments.reference_cache import trained_reference
+    from crossforget.engine.reference_cache import trained_reference
     from crossforget.experiments.table2 import ReferenceRecipe
-    from crossforget.experiments.training_run import load_data
     from crossforget.index.build import build_index
     from crossforget.index.encode import encode_items
     from crossforget.index.forget import IndexForgetRequest, forget
-    from crossforget.models.persist import load_hashing_checkpoint
+    from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+    from crossforget.tasks.hashing.task import store_for
+    from crossforget.tasks.hashing.training import load_data
 
     saved = load_hashing_checkpoint(args.checkpoint)
     loaded = load_data(saved.dataset_spec)
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         results["forget"] = forget_section(args)
     results["environment"] = environment_stamp()
     if args.json is not None:
-        from crossforget.io import atomic_write_json
+        from crossforget.core.io import atomic_write_json
 
         atomic_write_json(args.json, results)
     return 0

@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from crossforget.io import atomic_write_json  # noqa: E402
+from crossforget.core.io import atomic_write_json  # noqa: E402
 
 Batch = dict[str, torch.Tensor]
 STAGES = ("data", "forward", "backward", "optimiser")
@@ -83,7 +83,7 @@ class ReferenceOptimisers:
     """The old optimiser code of ``train_model``: default AdamW (per-parameter loop on the CPU)."""
 
     def __init__(self, model: nn.Module, loss: nn.Module, recipe) -> None:
-        from crossforget.training import _parameter_groups
+        from crossforget.engine.training import _parameter_groups
 
         self.model_module, self.grad_clip = model, recipe.grad_clip
         self.model = torch.optim.AdamW(
@@ -132,11 +132,11 @@ class Worker:
     """One path's model, loss, optimisers and batches; ``step`` times each stage (wall and CPU)."""
 
     def __init__(self, path: str, args: argparse.Namespace) -> None:
+        from crossforget.core.memory import keep_freed_memory
         from crossforget.data.registry import DatasetSpec
-        from crossforget.experiments.training_run import initial_model, load_data, model_config
+        from crossforget.engine.training import TrainingOptimisers, TrainingRecipe
         from crossforget.losses.dsph import DSPHLoss
-        from crossforget.memory import keep_freed_memory
-        from crossforget.training import TrainingOptimisers, TrainingRecipe
+        from crossforget.tasks.hashing.training import initial_model, load_data, model_config
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -194,7 +194,7 @@ class Worker:
 
     def step(self) -> dict | None:
         """One training step with each stage timed; None when every epoch's batches are used up."""
-        from crossforget.training import warmup_cosine
+        from crossforget.engine.training import warmup_cosine
 
         marks = [_clock()]
         batch = next(self.stream, None)

@@ -33,22 +33,22 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-from crossforget.checkpoint import CONFIG  # noqa: E402
 from crossforget.cli.common import (  # noqa: E402
     add_dataset_options,
     add_device_options,
     dataset_spec,
     device_settings,
 )
+from crossforget.core.checkpoint import CONFIG  # noqa: E402
+from crossforget.core.errors import CrossforgetError  # noqa: E402
+from crossforget.core.io import atomic_write_json  # noqa: E402
+from crossforget.core.reproducibility import environment_stamp  # noqa: E402
 from crossforget.data.forget import ForgetRequest  # noqa: E402
-from crossforget.errors import CrossforgetError  # noqa: E402
-from crossforget.experiments.hashing_task import attach_full_fisher, hashing_task, run_method  # noqa: E402
-from crossforget.experiments.reference_cache import trained_reference  # noqa: E402
-from crossforget.experiments.training_run import LoadedData, load_data  # noqa: E402
-from crossforget.io import atomic_write_json  # noqa: E402
-from crossforget.models.persist import HashingCheckpoint, load_hashing_checkpoint  # noqa: E402
-from crossforget.reproducibility import environment_stamp  # noqa: E402
-from crossforget.training import recipe_for  # noqa: E402
+from crossforget.engine.reference_cache import trained_reference  # noqa: E402
+from crossforget.engine.training import recipe_for  # noqa: E402
+from crossforget.tasks.hashing.checkpoint import HashingCheckpoint, load_hashing_checkpoint  # noqa: E402
+from crossforget.tasks.hashing.task import attach_full_fisher, hashing_task, run_method  # noqa: E402
+from crossforget.tasks.hashing.training import LoadedData, load_data  # noqa: E402
 from crossforget.unlearning.fisher import counting_fallbacks, diagonal_fisher  # noqa: E402
 from crossforget.unlearning.methods import create_method  # noqa: E402
 from crossforget.unlearning.methods.base import sample_indices  # noqa: E402

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from crossforget.core.io import atomic_write_json
 from crossforget.data.forget import ForgetRequest, partition
-from crossforget.evaluation import evaluate_model
-from crossforget.experiments.hashing_task import hashing_task, store_for
+from crossforget.data.validation import validation_split
 from crossforget.experiments.sweeps import open_checkpoints
-from crossforget.experiments.validation import validation_split
-from crossforget.io import atomic_write_json
+from crossforget.tasks.hashing.evaluation import evaluate_model
+from crossforget.tasks.hashing.task import hashing_task, store_for
 from crossforget.unlearning.fisher import diagonal_fisher
 from crossforget.unlearning.methods.base import copy_model, sample_indices
 from crossforget.unlearning.ssd import ssd_dampen

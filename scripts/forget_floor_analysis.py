@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossforget.core.io import atomic_write_json
+from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, partition
-from crossforget.experiments.hashing_probe import hashing_probe
-from crossforget.experiments.hashing_task import store_for
+from crossforget.engine.reference_cache import trained_reference
 from crossforget.experiments.panel import PANELS, panel_sets
-from crossforget.experiments.reference_cache import trained_reference
 from crossforget.experiments.sweeps import open_checkpoints
-from crossforget.io import atomic_write_json
-from crossforget.reproducibility import environment_stamp
+from crossforget.tasks.hashing.probe import hashing_probe
+from crossforget.tasks.hashing.task import store_for
 from crossforget.unlearning.methods.ppp_method import PPPOptions
 
 

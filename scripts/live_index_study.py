@@ -32,19 +32,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crossforget.evaluation import Codes, encode, retrieval_scores
-from crossforget.experiments.hashing_task import store_for
-from crossforget.experiments.reference_cache import trained_reference
+from crossforget.core.io import atomic_write_json, atomic_write_text
+from crossforget.core.reproducibility import environment_stamp
+from crossforget.data.validation import validation_split
+from crossforget.engine.reference_cache import trained_reference
 from crossforget.experiments.table2 import ReferenceRecipe
-from crossforget.experiments.training_run import load_data
-from crossforget.experiments.validation import validation_split
 from crossforget.index.build import build_index
 from crossforget.index.forget import IndexForgetRequest, forget
 from crossforget.index.store import open_index
-from crossforget.io import atomic_write_json, atomic_write_text
 from crossforget.metrics.retrieval import unpack_codes
-from crossforget.models.persist import load_hashing_checkpoint
-from crossforget.reproducibility import environment_stamp
+from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+from crossforget.tasks.hashing.evaluation import Codes, encode, retrieval_scores
+from crossforget.tasks.hashing.task import store_for
+from crossforget.tasks.hashing.training import load_data
 
 METHODS = ("ppp", "ssd")
 EXCLUDED_FROM_RULE = ("person",)

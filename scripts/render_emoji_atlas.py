@@ -20,8 +20,8 @@ from pathlib import Path
 from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 
-from crossforget.data.scenes_vocabulary import CLASSES
-from crossforget.io import atomic_write_bytes, atomic_write_text
+from crossforget.core.io import atomic_write_bytes, atomic_write_text
+from crossforget.data.scenes.vocabulary import CLASSES
 
 DEFAULT_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "crossforget" / "data" / "assets"

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from crossforget.core.io import atomic_write_json
+from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, partition
-from crossforget.experiments.hashing_task import hashing_task, store_for
+from crossforget.data.validation import validation_split
+from crossforget.engine.reference_cache import trained_reference
 from crossforget.experiments.panel import PANELS, panel_sets
-from crossforget.experiments.reference_cache import trained_reference
 from crossforget.experiments.sweeps import open_checkpoints
 from crossforget.experiments.table2 import column_scores
-from crossforget.experiments.validation import validation_split
-from crossforget.io import atomic_write_json
-from crossforget.reproducibility import environment_stamp
+from crossforget.tasks.hashing.task import hashing_task, store_for
 from crossforget.unlearning.guard import GuardSettings, guarded_search
 from crossforget.unlearning.methods import create_method
 from crossforget.unlearning.methods.base import StageTimer

@@ -21,8 +21,8 @@ import json
 from pathlib import Path
 
 from crossforget.cli import main as crossforget
-from crossforget.io import atomic_write_json
-from crossforget.reproducibility import environment_stamp
+from crossforget.core.io import atomic_write_json
+from crossforget.core.reproducibility import environment_stamp
 
 
 def run_setting(args: argparse.Namespace, alpha: float, lam: float) -> dict:

@@ -93,7 +93,7 @@ def _model(config: dict, seed: int = 0) -> tuple[torch.nn.Module, DSPHLoss]:
 
 def training_program(rank: int, epochs: int = 1, twice: bool = False) -> dict:
     """``epochs`` of the training loop (3 steps per epoch: 8, 8 and 1 items); ``twice`` trains again."""
-    from crossforget.training import TrainingRecipe, train_model
+    from crossforget.engine.training import TrainingRecipe, train_model
 
     store, config = toy()
     model, loss = _model(config)
@@ -124,8 +124,8 @@ def fisher_program(rank: int) -> dict:
 
 def encoding_program(rank: int) -> dict:
     """Codes of 17 items in batches of 5 and the mAP of items against themselves."""
-    from crossforget.evaluation import encode
     from crossforget.metrics.retrieval import mean_average_precision
+    from crossforget.tasks.hashing.evaluation import encode
 
     store, config = toy()
     model, _ = _model(config)
@@ -140,8 +140,8 @@ def encoding_program(rank: int) -> dict:
 
 def writing_program(rank: int, folder: str) -> list[str]:
     """Every rank calls the writers with its own file names; returns what the rank saw in its scratch."""
-    from crossforget.checkpoint import Checkpoint, save_checkpoint
-    from crossforget.io import atomic_directory, atomic_write_json
+    from crossforget.core.checkpoint import Checkpoint, save_checkpoint
+    from crossforget.core.io import atomic_directory, atomic_write_json
 
     root = Path(folder)
     atomic_write_json(root / f"plain-rank{rank}.json", {"rank": rank})
@@ -161,9 +161,9 @@ def classification_program(rank: int) -> dict:
     step 2: one process reproduces the jump when given the 2-rank weights (1.2e-7 away), so it is a
     property of the loss surface, not of the sharding. 24 images avoid it.
     """
-    from crossforget.data.single_label import generate_scenes_single
-    from crossforget.experiments import classification_task as ct
+    from crossforget.data.single_label.dataset import generate_scenes_single
     from crossforget.models.classifier import build_classifier, classifier_config
+    from crossforget.tasks.classification import task as ct
 
     data = generate_scenes_single(num_train=24, num_test=4, image_size=32, num_classes=4, include=["dog"])
     config = classifier_config("resnet-small", data.num_classes, 16)  # 32 px data, 16 px input

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.index.audit import AuditLog
 
 

@@ -72,7 +72,7 @@ def test_sigkill_at_each_stage_leaves_the_previous_version(
 
 
 def test_an_unknown_fault_stage_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from crossforget.errors import CrossforgetError
+    from crossforget.core.errors import CrossforgetError
     from crossforget.index.forget import fault_hook_from_env
 
     monkeypatch.setenv(FAULT_ENV, "lunch")

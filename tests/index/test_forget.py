@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from crossforget.cli import main
+from crossforget.core.errors import CrossforgetError
 from crossforget.data.splits import RetrievalSplit
-from crossforget.errors import CrossforgetError
 from crossforget.index.forget import IndexForgetRequest, forget, remaining_split
 from crossforget.index.search import Searcher
 from crossforget.index.store import audit_log, open_index
@@ -58,8 +58,8 @@ def test_class_request_with_item_deletion(
 
 
 def test_codes_are_the_new_models_codes(index_copy: Path) -> None:
-    from crossforget.experiments.training_run import load_data
     from crossforget.index.encode import encode_items
+    from crossforget.tasks.hashing.training import load_data
 
     forget(index_copy, IndexForgetRequest(classes=["cat"], options=FAST), log=lambda text: None)
     after = open_index(index_copy)

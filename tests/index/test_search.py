@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.index.search import Searcher, exact_top_k, search_codes
 from crossforget.index.store import flat_index, ivf_index, open_index
 from crossforget.metrics import hamming_ranking
@@ -65,7 +65,7 @@ def test_index_search_matches_the_ranking_of_the_stored_codes(tiny_index: Path) 
 def test_text_and_image_queries(tiny_index: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    from crossforget.experiments.training_run import load_data
+    from crossforget.tasks.hashing.training import load_data
 
     searcher = Searcher(tiny_index)
     result = searcher.search_text("a dog on a beach", k=7)

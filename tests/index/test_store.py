@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crossforget.cli import main
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.index.encode import check_bits
 from crossforget.index.store import IndexBusy, acquire_lock, open_index, read_manifest
 

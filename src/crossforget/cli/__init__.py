@@ -20,7 +20,7 @@ import typing
 from collections.abc import Iterator, Sequence
 
 from crossforget import __version__
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 # Command -> one-line help, in the order `crossforget --help` lists them; each module uses its entry.
 COMMAND_HELP = {
@@ -121,8 +121,8 @@ def _as_rank(args: argparse.Namespace) -> Iterator[None]:
         )
     import torch
 
-    from crossforget import distributed
-    from crossforget.device import resolve_device
+    from crossforget.core import distributed
+    from crossforget.core.device import resolve_device
 
     # The backend follows where the command computes: nccl for --device on a GPU, gloo on the CPU
     # (table1's classifiers have no --device: they run on the CPU).
@@ -159,9 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _sigterm_as_exception():
         try:
             args = build_parser(_command_of(argv)).parse_args(argv)
-            from crossforget.memory import keep_freed_memory
+            from crossforget.core.memory import keep_freed_memory
 
-            keep_freed_memory()  # process-wide, so here where the program starts (see crossforget.memory)
+            keep_freed_memory()  # process-wide, so here where the program starts (crossforget.core.memory)
             with _as_rank(args):
                 return int(args.handler(args) or 0)
         except CrossforgetError as exc:

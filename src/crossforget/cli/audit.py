@@ -69,7 +69,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from crossforget.errors import CrossforgetError
+    from crossforget.core.errors import CrossforgetError
     from crossforget.index.store import audit_log, open_index, read_manifest
 
     read_manifest(args.index)

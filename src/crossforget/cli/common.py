@@ -6,8 +6,8 @@ import argparse
 import math
 import os
 
+from crossforget.core.errors import CrossforgetError
 from crossforget.data.registry import DatasetSpec
-from crossforget.errors import CrossforgetError
 
 
 def finite_float(text: str) -> float:
@@ -153,7 +153,7 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
 
 def device_settings(args: argparse.Namespace) -> dict:
     """``device``, ``num_workers`` and ``memory_budget`` keyword arguments from the device flags."""
-    from crossforget.device import resolve_device
+    from crossforget.core.device import resolve_device
 
     workers = args.num_workers if args.num_workers is not None else min(8, os.cpu_count() or 1)
     if workers < 0 or args.image_memory < 0:

@@ -10,9 +10,9 @@ from rich.console import Console
 
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_dataset_options, data_inputs, dataset_spec
+from crossforget.core.io import check_writable, guard_output
 from crossforget.data.registry import load_dataset
-from crossforget.experiments.reporting import print_table
-from crossforget.io import check_writable, guard_output
+from crossforget.reporting.tables import print_table
 
 
 def register(commands: argparse._SubParsersAction) -> None:

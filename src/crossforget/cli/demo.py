@@ -20,9 +20,9 @@ from crossforget.cli.common import (
 )
 from crossforget.cli.train import add_learning_rate_options, recipe_from_args
 from crossforget.cli.unlearn import read_params
+from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.experiments.table2 import Table2Config, run_table2, write_table2
-from crossforget.experiments.training_run import load_data
-from crossforget.io import atomic_directory, guard_output, prepare_output_dir
+from crossforget.tasks.hashing.training import load_data
 from crossforget.unlearning.methods import method_names
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget import distributed
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings
-from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluate_checkpoints, evaluation_rows
-from crossforget.experiments.reporting import print_table, write_results
-from crossforget.io import check_writable, guard_output
+from crossforget.core import distributed
+from crossforget.core.io import check_writable, guard_output
+from crossforget.reporting.tables import print_table, write_results
+from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs, evaluate_checkpoints, evaluation_rows
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -16,9 +16,9 @@ from crossforget.cli.common import (
     dataset_spec,
     device_settings,
 )
-from crossforget.errors import CrossforgetError
-from crossforget.experiments.training_run import load_data
-from crossforget.io import check_writable, guard_output
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import check_writable, guard_output
+from crossforget.tasks.hashing.training import load_data
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -50,7 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from crossforget.experiments.features_run import extract_features
+    from crossforget.tasks.hashing.features import extract_features
 
     guard_output(args.out, data_inputs(args))
     check_writable(args.out, kind="file")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.unlearn import add_method_options, method_settings
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -48,7 +48,7 @@ def read_items(path: Path | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from crossforget.device import resolve_device
+    from crossforget.core.device import resolve_device
     from crossforget.index.forget import IndexForgetRequest, forget
 
     request = IndexForgetRequest(

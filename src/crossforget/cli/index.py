@@ -9,7 +9,7 @@ from pathlib import Path
 
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_dataset_options, add_device_options, data_inputs, dataset_spec
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -73,11 +73,11 @@ def run_build(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from crossforget.cli.common import device_settings
-    from crossforget.experiments.evaluation_run import checkpoint_dirs
-    from crossforget.experiments.training_run import load_data
+    from crossforget.core.io import guard_output, prepare_output_dir
     from crossforget.index.build import IvfOptions, build_index
-    from crossforget.io import guard_output, prepare_output_dir
-    from crossforget.models.persist import load_hashing_checkpoint
+    from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+    from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs
+    from crossforget.tasks.hashing.training import load_data
 
     dirs = checkpoint_dirs(args.checkpoint)
     if len(dirs) != 1:

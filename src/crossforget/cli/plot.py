@@ -9,7 +9,8 @@ from rich.console import Console
 
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings, parse_options
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import atomic_write_json, check_writable, guard_output
 from crossforget.experiments.density import (
     MODALITIES,
     REDUCTIONS,
@@ -20,7 +21,6 @@ from crossforget.experiments.density import (
     forget_indices,
     hashing_representations,
 )
-from crossforget.io import atomic_write_json, check_writable, guard_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -74,7 +74,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_density(args: argparse.Namespace) -> int:
-    from crossforget.experiments.figures import density_chart
+    from crossforget.reporting.figures import density_chart
 
     console = Console(stderr=True)
     name = "-".join(args.forget).replace(" ", "_")

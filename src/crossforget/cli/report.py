@@ -8,8 +8,8 @@ from pathlib import Path
 from rich.console import Console
 
 from crossforget.cli import COMMAND_HELP
-from crossforget.experiments.report import build_report, find_results, write_report
-from crossforget.io import atomic_directory, guard_output, prepare_output_dir
+from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
+from crossforget.reporting.report import build_report, find_results, write_report
 
 
 def register(commands: argparse._SubParsersAction) -> None:

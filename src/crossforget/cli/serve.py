@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from crossforget.cli import COMMAND_HELP
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 TOKEN_ENV = "CROSSFORGET_TOKEN"
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings, method_options_from_args
 from crossforget.cli.unlearn import read_params
+from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.experiments.panel import PANELS, panel_sets, request_points, write_panel
 from crossforget.experiments.sweeps import (
     PAPER_CLASS_SETS,
@@ -26,7 +27,6 @@ from crossforget.experiments.sweeps import (
     sample_points,
     write_sweep,
 )
-from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -10,18 +10,13 @@ from rich.console import Console
 
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import finite_float, method_options_from_args, parse_options
-from crossforget.data.imagefolder import describe_skipped
-from crossforget.data.single_label import SINGLE_LABEL_DATASETS, load_single_label
-from crossforget.errors import CrossforgetError
-from crossforget.experiments.classification_task import ClassifierRecipe
-from crossforget.experiments.table1 import (
-    METHODS,
-    Table1Config,
-    run_table1,
-    write_table1,
-)
-from crossforget.io import atomic_directory, guard_output, prepare_output_dir
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
+from crossforget.data.single_label.dataset import SINGLE_LABEL_DATASETS, load_single_label
+from crossforget.data.single_label.imagefolder import describe_skipped
+from crossforget.experiments.table1 import METHODS, Table1Config, run_table1, write_table1
 from crossforget.models.classifier import ARCHITECTURES, DEFAULT_IMAGE_SIZE
+from crossforget.tasks.classification.task import ClassifierRecipe
 
 # Loaders that can be told to keep the forget classes when they sample classes.
 _INCLUDES_FORGET = ("scenes-single", "imagenet100", "deepfashion")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget import distributed
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import (
     add_backbone_options,
@@ -20,12 +19,13 @@ from crossforget.cli.common import (
     finite_float,
     model_options,
 )
-from crossforget.errors import CrossforgetError
-from crossforget.experiments.hashing_task import attach_full_fisher
-from crossforget.experiments.training_run import load_data, train_hashing
-from crossforget.io import atomic_directory, atomic_write_json, guard_output, prepare_output_dir
-from crossforget.models.persist import save_hashing_checkpoint
-from crossforget.training import TrainingRecipe, recipe_for
+from crossforget.core import distributed
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import atomic_directory, atomic_write_json, guard_output, prepare_output_dir
+from crossforget.engine.training import TrainingRecipe, recipe_for
+from crossforget.tasks.hashing.checkpoint import save_hashing_checkpoint
+from crossforget.tasks.hashing.task import attach_full_fisher
+from crossforget.tasks.hashing.training import load_data, train_hashing
 
 
 def register(commands: argparse._SubParsersAction) -> None:

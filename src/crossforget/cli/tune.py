@@ -11,8 +11,10 @@ from rich.console import Console
 
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings, parse_options
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.data.forget import ForgetRequest
-from crossforget.errors import CrossforgetError
+from crossforget.data.validation import DEFAULT_SIZE, validation_split
 from crossforget.experiments.sweeps import open_checkpoints
 from crossforget.experiments.tuning import (
     SEARCH_SPACES,
@@ -27,8 +29,6 @@ from crossforget.experiments.tuning import (
     study_name_for,
     write_tuning,
 )
-from crossforget.experiments.validation import DEFAULT_SIZE, validation_split
-from crossforget.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.unlearning.methods import validate_options
 
 

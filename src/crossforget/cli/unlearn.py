@@ -11,16 +11,16 @@ from rich.console import Console
 
 from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings, parse_options, parse_value
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import atomic_directory, atomic_write_json, guard_output, prepare_output_dir
+from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest
-from crossforget.errors import CrossforgetError
-from crossforget.experiments import evaluation_run
-from crossforget.experiments.evaluation_run import checkpoint_dirs, evaluation_rows
-from crossforget.experiments.hashing_task import run_method
-from crossforget.experiments.reporting import print_table, write_results
-from crossforget.experiments.training_run import load_data
-from crossforget.io import atomic_directory, atomic_write_json, guard_output, prepare_output_dir
-from crossforget.models.persist import load_hashing_checkpoint, save_hashing_checkpoint
-from crossforget.reproducibility import environment_stamp
+from crossforget.reporting.tables import print_table, write_results
+from crossforget.tasks.hashing import evaluation_run
+from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint, save_hashing_checkpoint
+from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs, evaluation_rows
+from crossforget.tasks.hashing.task import run_method
+from crossforget.tasks.hashing.training import load_data
 from crossforget.unlearning.methods import create_method, method_names, validate_options
 
 # Flags that map onto method options of the same (or the paper's) name; their values are checked

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import MultiModalData
 from crossforget.data.registry import register_dataset
-from crossforget.errors import CrossforgetError
 
 
 @register_dataset("scenes", {"num_items": 10_000, "image_size": 48, "seed": 0})
 def _scenes(num_items: int, image_size: int, seed: int) -> MultiModalData:
-    from crossforget.data.scenes import load_scenes
+    from crossforget.data.scenes.generate import load_scenes
 
     return load_scenes(num_items=num_items, image_size=image_size, seed=seed, cache_dir=None)
 
@@ -24,7 +24,7 @@ def _require_root(name: str, root: str | None) -> str:
 
 @register_dataset("coco", {"root": None, "splits": ("train2017", "val2017"), "check_images": True})
 def _coco(root: str | None, splits: tuple[str, ...], check_images: bool) -> MultiModalData:
-    from crossforget.data.coco import load_coco
+    from crossforget.data.multilabel.coco import load_coco
 
     if isinstance(splits, str):
         splits = tuple(s for s in splits.split(",") if s)
@@ -37,7 +37,7 @@ def _coco(root: str | None, splits: tuple[str, ...], check_images: bool) -> Mult
 def _mirflickr(
     root: str | None, image_array: str | None, tag_vocabulary: str | None, check_images: bool
 ) -> MultiModalData:
-    from crossforget.data.mirflickr import load_mirflickr
+    from crossforget.data.multilabel.mirflickr import load_mirflickr
 
     return load_mirflickr(
         _require_root("mirflickr", root),
@@ -49,14 +49,14 @@ def _mirflickr(
 
 @register_dataset("nuswide", {"root": None, "num_concepts": 21, "check_images": True})
 def _nuswide(root: str | None, num_concepts: int, check_images: bool) -> MultiModalData:
-    from crossforget.data.nuswide import load_nuswide
+    from crossforget.data.multilabel.nuswide import load_nuswide
 
     return load_nuswide(_require_root("nuswide", root), num_concepts=num_concepts, check_images=check_images)
 
 
 @register_dataset("jsonl", {"root": None, "check_images": True, "allow_outside_root": False})
 def _jsonl(root: str | None, check_images: bool, allow_outside_root: bool) -> MultiModalData:
-    from crossforget.data.jsonl_pairs import load_jsonl_pairs
+    from crossforget.data.multilabel.jsonl_pairs import load_jsonl_pairs
 
     return load_jsonl_pairs(
         _require_root("jsonl", root), check_images=check_images, allow_outside_root=allow_outside_root

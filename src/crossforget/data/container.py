@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 
 class ImageSource(Protocol):

@@ -13,8 +13,8 @@ import hashlib
 import os
 from collections.abc import Mapping
 
+from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import FileImages, MultiModalData
-from crossforget.errors import CrossforgetError
 
 FINGERPRINT_KEY = "data_fingerprint"
 _SHOW = 3

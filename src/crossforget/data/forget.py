@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import MultiModalData
 from crossforget.data.splits import RetrievalSplit
-from crossforget.errors import CrossforgetError
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import atomic_write_bytes
 from crossforget.data.container import MultiModalData
-from crossforget.errors import CrossforgetError
-from crossforget.io import atomic_write_bytes
 
 _CELL_PIXELS = 192  # small images are enlarged by whole pixel blocks to about this size
 _TEXT_WIDTH = 34

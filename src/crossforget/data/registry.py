@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import MultiModalData
 from crossforget.data.splits import RetrievalSplit, make_split
-from crossforget.errors import CrossforgetError
 
 Loader = Callable[..., MultiModalData]
 _LOADERS: dict[str, tuple[Loader, dict]] = {}

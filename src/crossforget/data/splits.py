@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 
 @dataclass(frozen=True)

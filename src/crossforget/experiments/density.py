@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.unlearning.prototypes import neighbour_structure
 
 GROUPS = (("forget", "forget classes"), ("neighbour", "neighbour classes"), ("other", "other retained"))
@@ -183,7 +183,7 @@ def density_map(
 
 def checkpoint_kind(path: Path) -> str:
     """ "classifier" for a classifier checkpoint folder, else "hashing" (a checkpoint or a bits* folder)."""
-    from crossforget.checkpoint import read_config
+    from crossforget.core.checkpoint import read_config
 
     config = path / "config.json"
     if config.is_file():
@@ -196,11 +196,11 @@ def hashing_representations(
 ) -> Representations:
     """Real-valued codes of the training split; ``both`` averages an item's image and text codes, as the
     default prototypes average the two modalities' prototypes."""
-    from crossforget.evaluation import encode
-    from crossforget.experiments.evaluation_run import checkpoint_dirs
-    from crossforget.experiments.hashing_task import store_for
-    from crossforget.experiments.training_run import compute_prototypes, load_data
-    from crossforget.models.persist import load_hashing_checkpoint
+    from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+    from crossforget.tasks.hashing.evaluation import encode
+    from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs
+    from crossforget.tasks.hashing.task import store_for
+    from crossforget.tasks.hashing.training import compute_prototypes, load_data
 
     if modality not in MODALITIES:
         raise CrossforgetError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
@@ -241,8 +241,8 @@ def classifier_representations(
     forget classes when a loader samples classes (``include``), so that is tried when the options alone
     load other data.
     """
-    from crossforget.data.single_label import load_single_label
-    from crossforget.experiments.classification_task import (
+    from crossforget.data.single_label.dataset import load_single_label
+    from crossforget.tasks.classification.task import (
         compute_prototypes,
         load_classifier_checkpoint,
         make_store,

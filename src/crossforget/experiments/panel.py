@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from crossforget.evaluation import DIRECTIONS
-from crossforget.experiments.reporting import csv_table, markdown_table
+from crossforget.core.io import atomic_write_json, atomic_write_text
 from crossforget.experiments.sweeps import REFERENCES, SweepPoint, class_sets, write_sweep
 from crossforget.experiments.table2 import LABELS, PRIMARY_FORGET
-from crossforget.io import atomic_write_json, atomic_write_text
+from crossforget.reporting.tables import csv_table, markdown_table
+from crossforget.tasks.hashing.evaluation import DIRECTIONS
 
 # Single classes of different frequency and scene ties, and the paper's multi-class settings of Fig. 3:
 # (ii) dog+boat, (iii) + orange, vase, (iv) (iii) + airplane, bench, pizza, bed (the paper's "eight
@@ -188,8 +188,8 @@ TARGETS = {"forget": (2.0, 2.0), "retain": (1.0, 3.0)}
 
 def write_panel(out: Path, results: dict) -> list[Path]:
     """The sweep files plus panel.json / .csv / .md (per request, worst seed) and panel.png."""
-    from crossforget.experiments.figures import panel_chart
-    from crossforget.experiments.report import markdown_safe
+    from crossforget.reporting.figures import panel_chart
+    from crossforget.reporting.report import markdown_safe
 
     written = write_sweep(out, results)
     summary = panel_summary(results)

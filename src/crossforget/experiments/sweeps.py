@@ -19,12 +19,11 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import atomic_write_json, atomic_write_text
+from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, partition
-from crossforget.errors import CrossforgetError
-from crossforget.evaluation import DIRECTIONS
-from crossforget.experiments.evaluation_run import checkpoint_dirs
-from crossforget.experiments.hashing_task import attach_full_fisher, store_for
-from crossforget.experiments.reporting import csv_table, markdown_table
+from crossforget.data.validation import validation_split
 from crossforget.experiments.table2 import (
     LABELS,
     PRIMARY_FORGET,
@@ -35,11 +34,12 @@ from crossforget.experiments.table2 import (
     seed_summary,
     summarise,
 )
-from crossforget.experiments.training_run import LoadedData, load_data
-from crossforget.experiments.validation import validation_split
-from crossforget.io import atomic_write_json, atomic_write_text
-from crossforget.models.persist import HashingCheckpoint, load_hashing_checkpoint
-from crossforget.reproducibility import environment_stamp
+from crossforget.reporting.tables import csv_table, markdown_table
+from crossforget.tasks.hashing.checkpoint import HashingCheckpoint, load_hashing_checkpoint
+from crossforget.tasks.hashing.evaluation import DIRECTIONS
+from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs
+from crossforget.tasks.hashing.task import attach_full_fisher, store_for
+from crossforget.tasks.hashing.training import LoadedData, load_data
 from crossforget.unlearning.methods import method_names, method_options
 
 # Fig. 3 on COCO: (i) dog, (ii) + boat, (iii) (ii) + orange, vase, (iv) (iii) + airplane, bench, pizza,
@@ -386,8 +386,8 @@ def sweep_title(results: dict) -> str:
 
 def write_sweep(out: Path, results: dict) -> list[Path]:
     """results.json / .csv / .md, results_detail.csv / .md and results.png into ``out``."""
-    from crossforget.experiments.figures import classes_chart, samples_chart
-    from crossforget.experiments.report import markdown_safe
+    from crossforget.reporting.figures import classes_chart, samples_chart
+    from crossforget.reporting.report import markdown_safe
 
     title = sweep_title(results)
     columns, rows = overall_rows(results)

@@ -17,9 +17,13 @@ import numpy as np
 from rich.console import Console
 from torch import nn
 
-from crossforget.data.single_label import SingleLabelData
-from crossforget.errors import CrossforgetError
-from crossforget.experiments.classification_task import (
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.reproducibility import environment_stamp
+from crossforget.data.single_label.dataset import SingleLabelData
+from crossforget.engine.statistics import Summary, format_summary, summarise
+from crossforget.models.classifier import classifier_config
+from crossforget.reporting.tables import print_table, write_results
+from crossforget.tasks.classification.task import (
     ClassifierCheckpoint,
     ClassifierRecipe,
     ImageStore,
@@ -33,10 +37,6 @@ from crossforget.experiments.classification_task import (
     train_classifier,
     train_shadow_attack,
 )
-from crossforget.experiments.reporting import print_table, write_results
-from crossforget.experiments.statistics import Summary, format_summary, summarise
-from crossforget.models.classifier import classifier_config
-from crossforget.reproducibility import environment_stamp
 from crossforget.unlearning.methods import UnlearningTask, create_method, method_names
 
 METHODS = ("original", "bad_model", "retrain", "finetune", "bad_teacher", "amnesiac", "ssd", "ppp")
@@ -284,7 +284,7 @@ def write_table1(out: Path, results: dict, console: Console) -> None:
 
 def table1_chart(results: dict, path: Path) -> Path:
     """Grouped bars per method (D_f Acc, D_r Acc, MIA), std as error bars."""
-    from crossforget.experiments.figures import plt, save_figure
+    from crossforget.reporting.figures import plt, save_figure
 
     summary = results["summary"]
     methods = list(summary)

@@ -18,21 +18,21 @@ import numpy as np
 from rich.console import Console
 from torch import nn
 
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import atomic_write_text
+from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetPartition, ForgetRequest, partition
 from crossforget.data.splits import RetrievalSplit
-from crossforget.errors import CrossforgetError
-from crossforget.evaluation import DIRECTIONS, evaluate_model
-from crossforget.experiments.hashing_task import run_method, store_for
-from crossforget.experiments.reference_cache import trained_reference
-from crossforget.experiments.reporting import markdown_table, print_table, write_results
-from crossforget.experiments.result_cache import CHECKPOINT_METHODS, ResultCache
-from crossforget.experiments.statistics import summarise as summarise_values
-from crossforget.experiments.training_run import DEFAULT_MODEL, LoadedData
-from crossforget.io import atomic_write_text
+from crossforget.engine.reference_cache import trained_reference
+from crossforget.engine.result_cache import CHECKPOINT_METHODS, ResultCache
+from crossforget.engine.statistics import summarise as summarise_values
+from crossforget.engine.training import TrainingRecipe
 from crossforget.models.inputs import BatchSource
-from crossforget.models.persist import HashingCheckpoint
-from crossforget.reproducibility import environment_stamp
-from crossforget.training import TrainingRecipe
+from crossforget.reporting.tables import markdown_table, print_table, write_results
+from crossforget.tasks.hashing.checkpoint import HashingCheckpoint
+from crossforget.tasks.hashing.evaluation import DIRECTIONS, evaluate_model
+from crossforget.tasks.hashing.task import run_method, store_for
+from crossforget.tasks.hashing.training import DEFAULT_MODEL, LoadedData
 from crossforget.unlearning.methods import create_method
 
 REFERENCE = ("original", "bad_model", "retrain", "finetune")
@@ -411,6 +411,6 @@ def write_table2(out: Path, results: dict, console: Console) -> None:
         out / "results_any_label.md",
         f"# {title.replace('forget-label', 'any-label')}\n\n" + markdown_table(any_columns, any_rows),
     )
-    from crossforget.experiments.figures import table2_chart
+    from crossforget.reporting.figures import table2_chart
 
     table2_chart(results, out / "results.png")

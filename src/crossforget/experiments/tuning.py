@@ -31,16 +31,16 @@ import numpy as np
 import optuna
 from rich.console import Console
 
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import atomic_write_json, atomic_write_text
+from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.splits import RetrievalSplit
-from crossforget.errors import CrossforgetError
-from crossforget.evaluation import DIRECTIONS
-from crossforget.experiments.hashing_task import run_method, store_for
-from crossforget.experiments.reporting import csv_table, markdown_table
 from crossforget.experiments.sweeps import OriginalCheckpoints
 from crossforget.experiments.table2 import PRIMARY_FORGET, column_scores, run_column, seed_summary
-from crossforget.io import atomic_write_json, atomic_write_text
-from crossforget.reproducibility import environment_stamp
+from crossforget.reporting.tables import csv_table, markdown_table
+from crossforget.tasks.hashing.evaluation import DIRECTIONS
+from crossforget.tasks.hashing.task import run_method, store_for
 from crossforget.unlearning.methods import create_method, method_options
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -414,7 +414,7 @@ def best_payload(
 
 def write_tuning(out: Path, study: optuna.Study, payload: dict) -> None:
     """best.json, trials.json / .csv, tuning.md and history.png into ``out``."""
-    from crossforget.experiments.figures import tuning_chart
+    from crossforget.reporting.figures import tuning_chart
 
     records = trial_records(study)
     names = sorted({k for r in records for k in r["params"]})

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 FORMAT = "crossforget-audit/1"
 GENESIS = "0" * 64

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from crossforget.errors import CrossforgetError
-from crossforget.experiments.training_run import LoadedData
-from crossforget.experiments.validation import validation_split
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import atomic_directory
+from crossforget.core.reproducibility import environment_stamp
+from crossforget.data.validation import validation_split
 from crossforget.index.audit import AuditLog
 from crossforget.index.encode import check_bits, encode_items, item_table
 from crossforget.index.search import exact_top_k, recall_at_k, tie_aware_recall
@@ -24,8 +25,7 @@ from crossforget.index.store import (
     write_manifest,
     write_version,
 )
-from crossforget.io import atomic_directory
-from crossforget.reproducibility import environment_stamp
+from crossforget.tasks.hashing.training import LoadedData
 
 RECALL_QUERIES = 200
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import MultiModalData
 from crossforget.data.fingerprint import item_ids
 from crossforget.data.images import center_crop_resize, load_image
-from crossforget.errors import CrossforgetError
-from crossforget.evaluation import encode
 from crossforget.metrics.retrieval import pack_codes
 from crossforget.models.inputs import BatchSource
+from crossforget.tasks.hashing.evaluation import encode
 
 
 @dataclass

@@ -32,11 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, carries_any
 from crossforget.data.splits import RetrievalSplit
-from crossforget.errors import CrossforgetError
-from crossforget.experiments.hashing_task import run_method, store_for
-from crossforget.experiments.training_run import load_data
 from crossforget.index import verify
 from crossforget.index.audit import utc_now
 from crossforget.index.encode import encode_items
@@ -52,7 +51,8 @@ from crossforget.index.store import (
     write_version,
     writer_lock,
 )
-from crossforget.reproducibility import environment_stamp
+from crossforget.tasks.hashing.task import run_method, store_for
+from crossforget.tasks.hashing.training import load_data
 from crossforget.unlearning.methods import create_method
 
 STAGES = ("unlearn", "delete", "encode", "verify", "write", "commit")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.index.encode import encode_image, encode_text, read_image
 from crossforget.index.store import IndexVersion, open_index, serving
 

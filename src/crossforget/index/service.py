@@ -20,7 +20,7 @@ from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.index.audit import utc_now
 from crossforget.index.forget import IndexForgetRequest, check_request, forget
 from crossforget.index.search import MAX_K, Searcher

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, atomic_write_json
 from crossforget.index.audit import AuditLog, utc_now
-from crossforget.io import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, atomic_write_json
 
 FORMAT = "crossforget-index/1"
 VERSION_FORMAT = "crossforget-index-version/1"
@@ -222,7 +222,7 @@ def write_version(
     Returns (name, sha256 of its version.json). It does not serve until the audit record naming it is
     committed. ``hook("write")`` runs half-way (after the FAISS files, before version.json).
     """
-    from crossforget.models.persist import save_hashing_checkpoint
+    from crossforget.tasks.hashing.checkpoint import save_hashing_checkpoint
 
     versions = index_dir / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
@@ -342,7 +342,7 @@ def _load_items(path: Path) -> dict[str, np.ndarray]:
 
 def load_version(folder: Path, expected_sha256: str | None, device: object = None) -> IndexVersion:
     """Load and verify one version: version.json against the audit record, every file against it."""
-    from crossforget.models.persist import load_hashing_checkpoint
+    from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
 
     meta_path = folder / VERSION_FILE
     raw = meta_path.read_bytes()  # FileNotFoundError: the caller retries (the version was replaced)

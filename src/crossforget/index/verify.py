@@ -26,11 +26,11 @@ import torch.nn.functional as F
 
 from crossforget.data.forget import carries_any
 from crossforget.data.splits import RetrievalSplit
-from crossforget.evaluation import Codes, retrieval_scores
-from crossforget.experiments.validation import validation_split
+from crossforget.data.validation import validation_split
 from crossforget.metrics.classification import softmax_entropy
 from crossforget.metrics.mia import membership_classifier, membership_rate
 from crossforget.metrics.retrieval import unpack_codes
+from crossforget.tasks.hashing.evaluation import Codes, retrieval_scores
 
 MIA_SAMPLES = 500
 TEMPERATURE = 0.1

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 
 def tied_ranking_ap(scores: np.ndarray, relevant: np.ndarray) -> float:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy.special import gammaln
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 ArrayLike = torch.Tensor | np.ndarray
 EmptyQuery = Literal["zero", "skip"]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import ResNetConfig, ResNetForImageClassification
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 ARCHITECTURES: dict[str, dict] = {
     "resnet-small": {

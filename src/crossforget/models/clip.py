@@ -21,7 +21,7 @@ from torch import nn
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizerFast
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.models.factory import register_backbone
 from crossforget.models.inputs import Preprocessor
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.models.hashing import CrossModalHasher
 from crossforget.models.inputs import Inputs, Preprocessor, WordPreprocessor
 from crossforget.models.small import SmallCNN, WordEmbeddingEncoder

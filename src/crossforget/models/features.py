@@ -22,9 +22,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.io import atomic_write_bytes
 from crossforget.data.container import MultiModalData
-from crossforget.errors import CrossforgetError
-from crossforget.io import atomic_write_bytes
 from crossforget.losses.base import Batch
 from crossforget.models.factory import register_backbone
 from crossforget.models.inputs import CachedInputs

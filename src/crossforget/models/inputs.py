@@ -21,9 +21,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from crossforget.core.device import to_device
+from crossforget.core.distributed import shard_slice
 from crossforget.data.container import MultiModalData
-from crossforget.device import to_device
-from crossforget.distributed import shard_slice
 from crossforget.losses.base import Batch
 from crossforget.models.tokenizer import WordTokenizer
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 # key -> (smallest whole number allowed) for sizes; "dropout" is a probability in [0, 1).
 _SIZES = {"cnn_width": 1, "feature_dim": 1, "embed_dim": 1, "image_size": 8, "max_text_length": 2}

@@ -52,8 +52,8 @@ from torch import nn
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.func import functional_call, grad, vmap
 
-from crossforget import distributed
-from crossforget.errors import CrossforgetError
+from crossforget.core import distributed
+from crossforget.core.errors import CrossforgetError
 from crossforget.losses.base import Batch, ModelLoss
 
 Estimator = Literal["batch", "per_sample", "per_sample_vmap"]

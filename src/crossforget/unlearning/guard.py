@@ -25,7 +25,7 @@ from typing import Literal
 
 from torch import nn
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 Side = Literal["none", "retain", "forget", "both"]
 

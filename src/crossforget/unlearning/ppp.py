@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.unlearning.fisher import aligned_parameters
 
 SHARED, BUFFER, CORE = 0, 1, 2

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 
 
 def class_prototypes(codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.unlearning.fisher import aligned_parameters
 
 

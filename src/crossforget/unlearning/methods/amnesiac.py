@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.unlearning.methods.bad_teacher import require_task_fields
 from crossforget.unlearning.methods.base import (
     StageTimer,

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from crossforget.errors import CrossforgetError
-from crossforget.progress import progress_bar
-from crossforget.reproducibility import seed_everything
+from crossforget.core.errors import CrossforgetError
+from crossforget.core.progress import progress_bar
+from crossforget.core.reproducibility import seed_everything
 from crossforget.unlearning.methods.base import (
     StageTimer,
     UnlearningTask,

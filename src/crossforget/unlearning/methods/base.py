@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.losses.base import Batch, ModelLoss
 from crossforget.unlearning.guard import RetentionProbe
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from crossforget import distributed
+from crossforget.core import distributed
 from crossforget.unlearning.fisher import diagonal_fisher
 from crossforget.unlearning.methods.base import UnlearningTask
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from crossforget.errors import CrossforgetError
+from crossforget.core.errors import CrossforgetError
 from crossforget.unlearning.guard import GuardSettings, RetentionProbe, check_budget, guarded_search
 from crossforget.unlearning.methods.base import (
     StageTimer,

@@ -1,0 +1,1 @@
+"""data.multilabel: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""data.scenes: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""data.single_label: see docs/architecture.md."""

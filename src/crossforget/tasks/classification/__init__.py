@@ -1,0 +1,1 @@
+"""tasks.classification: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""tasks.hashing: see docs/architecture.md."""
