@@ -161,7 +161,7 @@ def classification_program(rank: int) -> dict:
     step 2: one process reproduces the jump when given the 2-rank weights (1.2e-7 away), so it is a
     property of the loss surface, not of the sharding. 24 images avoid it.
     """
-    from crossforget.data.single_label.dataset import generate_scenes_single
+    from crossforget.data.scenes.single import generate_scenes_single
     from crossforget.models.classifier import build_classifier, classifier_config
     from crossforget.tasks.classification import task as ct
 

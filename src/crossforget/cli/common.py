@@ -7,7 +7,7 @@ import math
 import os
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.data.registry import DatasetSpec
+from crossforget.data.registry import DatasetSpec, dataset_entries, dataset_entry
 
 
 def finite_float(text: str) -> float:
@@ -59,10 +59,12 @@ def method_options_from_args(pairs: list[str] | None) -> dict[str, dict]:
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data")
+    names = ", ".join(entry.label() for entry in dataset_entries("multilabel"))
+    scenes_options = ", ".join(dataset_entry("scenes", "multilabel").options)
     group.add_argument(
         "--dataset",
         default=None,
-        help="dataset name (default: scenes, built in; with "
+        help=f"dataset name: {names} (default: scenes; with "
         "--backbone clip-features: the dataset of the features file)",
     )
     group.add_argument("--data-root", default=None, help="folder of a real benchmark (coco, mirflickr, ...)")
@@ -70,7 +72,7 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
         "--data-option",
         action="append",
         metavar="KEY=VALUE",
-        help="dataset option, repeatable (scenes: num_items, image_size, seed)",
+        help=f"dataset option, repeatable (scenes: {scenes_options})",
     )
     group.add_argument(
         "--num-query", type=int, default=None, help="query items (default: 1000 scenes, 5000 real benchmarks)"

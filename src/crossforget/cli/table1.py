@@ -12,16 +12,11 @@ from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import finite_float, method_options_from_args, parse_options
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
-from crossforget.data.single_label.dataset import SINGLE_LABEL_DATASETS, load_single_label
+from crossforget.data.registry import dataset_entries, dataset_entry, load_single_label
 from crossforget.data.single_label.imagefolder import describe_skipped
 from crossforget.experiments.table1 import METHODS, Table1Config, run_table1, write_table1
 from crossforget.models.classifier import ARCHITECTURES, DEFAULT_IMAGE_SIZE
 from crossforget.tasks.classification.task import ClassifierRecipe
-
-# Loaders that can be told to keep the forget classes when they sample classes.
-_INCLUDES_FORGET = ("scenes-single", "imagenet100", "deepfashion")
-# Data that ships with the package (or scikit-learn): no --root, images made at the model's input size.
-_BUILT_IN = ("scenes-single", "digits")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -32,15 +27,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         "Table 1 (D_f Acc, D_r Acc, MIA; mean ± std) as JSON, CSV, Markdown and PNG.",
     )
     data = parser.add_argument_group("data")
+    datasets = dataset_entries("single")
     data.add_argument(
         "--dataset",
         default="scenes-single",
-        choices=SINGLE_LABEL_DATASETS,
-        help="scenes-single (built in, default), digits (scikit-learn's bundled 8x8 digits), "
-        "imagefolder, imagenet100 or deepfashion",
+        choices=[entry.name for entry in datasets],
+        help=f"{', '.join(entry.label() for entry in datasets)} (default scenes-single)",
     )
+    built_in = [entry.name for entry in datasets if "root" not in entry.options]
     data.add_argument(
-        "--root", type=Path, default=None, help="data folder (all but scenes-single and digits)"
+        "--root", type=Path, default=None, help=f"data folder (all but {' and '.join(built_in)})"
     )
     data.add_argument(
         "--test-fraction",
@@ -118,22 +114,29 @@ def recipe_from_args(args: argparse.Namespace) -> ClassifierRecipe:
 
 
 def data_options(args: argparse.Namespace) -> dict:
+    """The loader's options from the flags; what a loader takes (root, include, ...) decides which apply.
+
+    Built-in data (no ``root`` option) is made at the model's input size; loaders that sample classes
+    (an ``include`` option) are told to keep the forget classes.
+    """
+    takes = dataset_entry(args.dataset, "single").options
     options = parse_options(args.data_option)
-    if args.dataset in _BUILT_IN:
+    if "root" not in takes:
         if args.root is not None:
             raise CrossforgetError(
                 f"{args.dataset} is built in; drop --root (or choose --dataset imagefolder)"
             )
-        options.setdefault("image_size", args.image_size or DEFAULT_IMAGE_SIZE[args.arch])
+        if "image_size" in takes:
+            options.setdefault("image_size", args.image_size or DEFAULT_IMAGE_SIZE[args.arch])
     else:
         if args.root is None:
             raise CrossforgetError(f"--dataset {args.dataset} needs --root DIR pointing at the data")
         options["root"] = args.root
     if args.test_fraction is not None:
-        if args.dataset == "scenes-single":
-            raise CrossforgetError("scenes-single has its own test images; drop --test-fraction")
+        if "test_fraction" not in takes:
+            raise CrossforgetError(f"{args.dataset} has its own test images; drop --test-fraction")
         options["test_fraction"] = args.test_fraction
-    if args.dataset in _INCLUDES_FORGET:
+    if "include" in takes:
         options.setdefault("include", list(args.forget))
     return options
 

@@ -1,4 +1,4 @@
-"""The DSPH/DCMH retrieval split: query, train and database index sets."""
+"""Seeded splits: the DSPH/DCMH retrieval split (query, train, database) and a stratified train/test split."""
 
 from __future__ import annotations
 
@@ -41,3 +41,20 @@ def make_split(num_items: int, num_query: int, num_train: int, seed: int) -> Ret
     train = np.sort(order[num_query : num_query + num_train])
     database = np.sort(order[num_query:])
     return RetrievalSplit(query=query, train=train, database=database, seed=seed)
+
+
+def stratified_split(targets: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded split that puts round(test_fraction * n_c) images of every class c in the test set.
+
+    Classes with a single image stay in training (a test image of an unseen class says nothing).
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise CrossforgetError(f"the test fraction must lie strictly between 0 and 1, got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for cls in np.unique(targets):
+        members = rng.permutation(np.flatnonzero(targets == cls))
+        k = min(int(round(test_fraction * members.size)), members.size - 1)
+        test.append(members[:k])
+        train.append(members[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

@@ -241,7 +241,7 @@ def classifier_representations(
     forget classes when a loader samples classes (``include``), so that is tried when the options alone
     load other data.
     """
-    from crossforget.data.single_label.dataset import load_single_label
+    from crossforget.data.registry import load_single_label
     from crossforget.tasks.classification.task import (
         compute_prototypes,
         load_classifier_checkpoint,

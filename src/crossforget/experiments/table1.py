@@ -19,7 +19,7 @@ from torch import nn
 
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.reproducibility import environment_stamp
-from crossforget.data.single_label.dataset import SingleLabelData
+from crossforget.data.container import SingleLabelData
 from crossforget.engine.statistics import Summary, format_summary, summarise
 from crossforget.models.classifier import classifier_config
 from crossforget.reporting.tables import print_table, write_results

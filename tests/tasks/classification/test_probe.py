@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.data.single_label.dataset import generate_scenes_single
+from crossforget.data.scenes.single import generate_scenes_single
 from crossforget.models.classifier import classifier_config
 from crossforget.tasks.classification import task as ct
 from crossforget.tasks.classification.probe import ClassificationProbeSizes, classification_probe

@@ -12,7 +12,7 @@ from transformers import ResNetConfig, ResNetForImageClassification
 
 from crossforget.core.checkpoint import Checkpoint, save_checkpoint
 from crossforget.core.errors import CrossforgetError
-from crossforget.data.single_label.dataset import generate_scenes_single
+from crossforget.data.scenes.single import generate_scenes_single
 from crossforget.losses.classification import CrossEntropyLoss
 from crossforget.models.classifier import build_classifier, classifier_config
 from crossforget.tasks.classification import task as ct

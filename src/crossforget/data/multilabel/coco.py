@@ -25,6 +25,7 @@ import numpy as np
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import FileImages, MultiModalData
 from crossforget.data.images import unreadable_images
+from crossforget.data.registry import register_dataset, require_root
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 LAYOUT = "ROOT/<split>/*.jpg, ROOT/annotations/captions_<split>.json, ROOT/annotations/instances_<split>.json"
@@ -244,3 +245,13 @@ def load_coco(
 ) -> MultiModalData:
     """``CocoDataset(...).to_multimodal()``: the form the dataset registry calls."""
     return CocoDataset(root, splits=splits, check_images=check_images).to_multimodal()
+
+
+@register_dataset("coco", "multilabel")
+def coco_dataset(
+    root: str | None = None, splits: Sequence[str] | str = ("train2017", "val2017"), check_images: bool = True
+) -> MultiModalData:
+    """The registry's ``coco``: ``splits`` may also be comma-separated text (from ``--data-option``)."""
+    if isinstance(splits, str):
+        splits = tuple(s for s in splits.split(",") if s)
+    return load_coco(require_root("coco", root), splits=splits, check_images=check_images)

@@ -21,6 +21,7 @@ import numpy as np
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import FileImages, MultiModalData
 from crossforget.data.images import unreadable_images
+from crossforget.data.registry import register_dataset, require_root
 
 PAIRS_FILE = "pairs.jsonl"
 CLASSES_FILE = "classes.txt"
@@ -179,4 +180,14 @@ def load_jsonl_pairs(
             "unreadable_examples": [str(paths[i]) for i in sorted(unreadable)[:_SHOW]],
             "class_order": "classes.txt" if fixed_classes is not None else "sorted label names",
         },
+    )
+
+
+@register_dataset("jsonl", "multilabel", about="bring your own pairs.jsonl")
+def jsonl_dataset(
+    root: str | None = None, check_images: bool = True, allow_outside_root: bool = False
+) -> MultiModalData:
+    """The registry's ``jsonl``: :func:`load_jsonl_pairs` once ``--data-root`` is given."""
+    return load_jsonl_pairs(
+        require_root("jsonl", root), check_images=check_images, allow_outside_root=allow_outside_root
     )

@@ -21,6 +21,7 @@ from scipy.io.matlab import MatReadError, matfile_version
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import ArrayImages, FileImages, ImageSource, MultiModalData
 from crossforget.data.images import unreadable_images
+from crossforget.data.registry import register_dataset, require_root
 
 CONCEPTS = [
     "animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor", "lake", "male",
@@ -399,3 +400,19 @@ def load_mirflickr(
             f"({RAW_LAYOUT})"
         )
     return data.to_multimodal()
+
+
+@register_dataset("mirflickr", "multilabel")
+def mirflickr_dataset(
+    root: str | None = None,
+    image_array: str | None = None,
+    tag_vocabulary: str | None = None,
+    check_images: bool = True,
+) -> MultiModalData:
+    """The registry's ``mirflickr``: :func:`load_mirflickr` once ``--data-root`` is given."""
+    return load_mirflickr(
+        require_root("mirflickr", root),
+        image_array=image_array,
+        tag_vocabulary=tag_vocabulary,
+        check_images=check_images,
+    )

@@ -22,6 +22,7 @@ from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import FileImages, ImageSource, MultiModalData
 from crossforget.data.images import unreadable_images
 from crossforget.data.multilabel.mirflickr import tag_sentences
+from crossforget.data.registry import register_dataset, require_root
 
 LAYOUT = (
     "ROOT/ImageList/Imagelist.txt, ROOT/Groundtruth/AllLabels/Labels_<concept>.txt, "
@@ -246,3 +247,11 @@ def load_nuswide(
 ) -> MultiModalData:
     """``NusWide(...).to_multimodal()``: the form the dataset registry calls."""
     return NusWide(root, num_concepts=num_concepts, check_images=check_images).to_multimodal()
+
+
+@register_dataset("nuswide", "multilabel")
+def nuswide_dataset(
+    root: str | None = None, num_concepts: int = NUM_CONCEPTS, check_images: bool = True
+) -> MultiModalData:
+    """The registry's ``nuswide``: :func:`load_nuswide` once ``--data-root`` is given."""
+    return load_nuswide(require_root("nuswide", root), num_concepts=num_concepts, check_images=check_images)

@@ -13,18 +13,14 @@ import bisect
 import io
 import itertools
 import json
-import os
-import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.core.io import atomic_write_bytes, atomic_write_json
 from crossforget.data.container import ArrayImages, MultiModalData
 from crossforget.data.scenes.vocabulary import (
     ADJECTIVES,
@@ -391,7 +387,8 @@ def _captions(draws: _Draws, scene: SceneSpec, classes: list[int]) -> list[str]:
 # --- public API --------------------------------------------------------------------------------------
 
 
-def _check_params(num_items: int, image_size: int, seed: int) -> None:
+def check_params(num_items: int, image_size: int, seed: int) -> None:
+    """Refuse parameters the generator cannot honour, with the valid range in the message."""
     if isinstance(num_items, bool) or not isinstance(num_items, (int, np.integer)) or num_items < 1:
         raise CrossforgetError(f"scenes: num_items must be a positive integer, got {num_items!r}")
     if image_size not in IMAGE_SIZES:
@@ -409,7 +406,7 @@ def generate_scenes(num_items: int = 10_000, image_size: int = 48, seed: int = 0
     ``info`` holds each item's scene type, its sprites in pixels (class, left, top, side, flipped, in
     draw order) and the generator parameters.
     """
-    _check_params(num_items, image_size, seed)
+    check_params(num_items, image_size, seed)
     images = np.empty((num_items, image_size, image_size, 3), dtype=np.uint8)
     labels = np.zeros((num_items, len(CLASS_NAMES)), dtype=np.uint8)
     captions: list[list[str]] = []
@@ -431,7 +428,7 @@ def generate_scenes(num_items: int = 10_000, image_size: int = 48, seed: int = 0
         "scene_types": scene_types,
         "objects": objects,
         "objects_format": "per item, in draw order: [class index, left px, top px, side px, flipped]",
-        "params": _params(num_items, image_size, seed),
+        "params": scene_params(num_items, image_size, seed),
     }
     return MultiModalData(
         name="scenes",
@@ -444,87 +441,7 @@ def generate_scenes(num_items: int = 10_000, image_size: int = 48, seed: int = 0
     )
 
 
-def _params(num_items: int, image_size: int, seed: int) -> dict:
+def scene_params(num_items: int, image_size: int, seed: int) -> dict:
+    """The generator parameters as recorded in ``info`` and in the cache's metadata."""
     return {"num_items": int(num_items), "image_size": int(image_size), "seed": int(seed),
             "generator_version": GENERATOR_VERSION}  # fmt: skip
-
-
-def default_cache_dir() -> Path:
-    """$CROSSFORGET_CACHE if set, else ~/.cache/crossforget."""
-    root = os.environ.get("CROSSFORGET_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "crossforget"
-
-
-def load_scenes(
-    num_items: int = 10_000, image_size: int = 48, seed: int = 0, cache_dir: Path | None = None
-) -> MultiModalData:
-    """Like :func:`generate_scenes`, but reuse a copy stored under ``cache_dir/scenes`` when present."""
-    _check_params(num_items, image_size, seed)
-    params = _params(num_items, image_size, seed)
-    folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "scenes"
-    stem = f"scenes-v{GENERATOR_VERSION}-n{num_items}-s{image_size}-seed{seed}"
-    arrays_path, meta_path = folder / f"{stem}.npz", folder / f"{stem}.json"
-    cached = _read_cache(arrays_path, meta_path, params)
-    if cached is not None:
-        return cached
-    data = generate_scenes(num_items, image_size, seed)
-    if not isinstance(data.images, ArrayImages):
-        raise TypeError("generate_scenes must return in-memory images")
-    buffer = io.BytesIO()
-    np.savez(buffer, images=data.images.array, labels=data.labels)
-    meta = {"params": params, "class_names": data.class_names, "supercategories": data.supercategories,
-            "captions": data.captions, "info": data.info}  # fmt: skip
-    try:
-        # Arrays first: the metadata file is the marker that both are complete.
-        atomic_write_bytes(arrays_path, buffer.getvalue())
-        atomic_write_json(meta_path, meta)
-    except OSError as exc:
-        raise CrossforgetError(
-            f"cannot write the scenes cache in {folder} ({exc.strerror}); "
-            "set CROSSFORGET_CACHE to a writable folder"
-        ) from exc
-    return data
-
-
-def _read_cache(arrays_path: Path, meta_path: Path, params: dict) -> MultiModalData | None:
-    """The cached dataset, or None when it is missing, unreadable, damaged (then it is rebuilt) or made
-    with other parameters."""
-    if not (arrays_path.is_file() and meta_path.is_file()):
-        return None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        with np.load(arrays_path, allow_pickle=False) as arrays:
-            images, labels = arrays["images"], arrays["labels"]
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-        RecursionError,
-        zipfile.BadZipFile,
-    ):  # UnicodeError is a ValueError
-        return None
-    n, size = params["num_items"], params["image_size"]
-    captions = meta.get("captions") if isinstance(meta, dict) else None
-    if (
-        not isinstance(meta, dict)
-        or not isinstance(captions, list)
-        or not all(isinstance(c, list) and c and all(isinstance(t, str) for t in c) for c in captions)
-        or not isinstance(meta.get("supercategories"), list)
-        or not isinstance(meta.get("info"), dict)
-        or meta.get("params") != params
-        or meta.get("class_names") != list(CLASS_NAMES)
-        or images.shape != (n, size, size, 3)
-        or images.dtype != np.uint8
-        or labels.shape != (n, len(CLASS_NAMES))
-        or len(meta.get("captions", ())) != n
-    ):
-        return None
-    return MultiModalData(
-        name="scenes",
-        class_names=meta["class_names"],
-        labels=labels,
-        captions=meta["captions"],
-        images=ArrayImages(images),
-        supercategories=meta["supercategories"],
-        info=meta["info"],
-    )

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.data.single_label.dataset import SingleLabelData
+from crossforget.data.container import SingleLabelData
+from crossforget.data.registry import register_dataset
 from crossforget.data.single_label.imagefolder import build_single_label, new_skipped
 
 ANNOTATION_FOLDERS = ("Anno", "Anno_coarse")
@@ -63,6 +64,7 @@ def read_categories(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
     return names, images
 
 
+@register_dataset("deepfashion", "single")
 def load_deepfashion(
     root: str | Path,
     min_images: int = 1000,

@@ -14,13 +14,15 @@ import numpy as np
 from PIL import Image
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.data.container import ArrayImages
-from crossforget.data.single_label.dataset import SingleLabelData, stratified_split
+from crossforget.data.container import ArrayImages, SingleLabelData
+from crossforget.data.registry import register_dataset
+from crossforget.data.splits import stratified_split
 
 DIGITS_VERSION = 1
 MAX_LEVEL = 16.0  # the grey levels of load_digits run from 0 to 16
 
 
+@register_dataset("digits", "single", about="scikit-learn's bundled 8x8 digits")
 def load_digits(image_size: int = 32, test_fraction: float = 0.2, split_seed: int = 0) -> SingleLabelData:
     """The 1,797 digit images at ``image_size`` px; ``test_fraction`` of every class is the test split."""
     from sklearn.datasets import load_digits as bundled

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.data.container import FileImages
+from crossforget.data.container import FileImages, SingleLabelData
 from crossforget.data.images import unreadable_images
-from crossforget.data.single_label.dataset import SingleLabelData, stratified_split
+from crossforget.data.registry import register_dataset
+from crossforget.data.splits import stratified_split
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 TEST_FOLDERS = ("test", "val", "valid", "validation")
@@ -160,6 +161,7 @@ def describe_skipped(skipped: dict) -> str | None:
     return text
 
 
+@register_dataset("imagefolder", "single", about="one folder per class")
 def load_imagefolder(
     root: str | Path, test_fraction: float | None = None, split_seed: int = 0
 ) -> SingleLabelData:

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.data.single_label.dataset import SingleLabelData
+from crossforget.data.container import SingleLabelData
+from crossforget.data.registry import register_dataset
 from crossforget.data.single_label.imagefolder import (
     _images_only,
     build_single_label,
@@ -92,6 +93,7 @@ def _resolve(names: Sequence[str], available: list[str], synsets: dict[str, list
     return out
 
 
+@register_dataset("imagenet100", "single")
 def load_imagenet100(
     root: str | Path,
     num_classes: int = 100,

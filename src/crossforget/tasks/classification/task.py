@@ -33,7 +33,7 @@ from crossforget.core.checkpoint import Checkpoint, load_checkpoint, save_checkp
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.progress import progress_bar
 from crossforget.core.reproducibility import environment_stamp, seed_everything
-from crossforget.data.single_label.dataset import SingleLabelData
+from crossforget.data.container import SingleLabelData
 from crossforget.engine.training import warmup_cosine
 from crossforget.losses.base import Batch
 from crossforget.losses.classification import CrossEntropyLoss, kl_to_teacher
