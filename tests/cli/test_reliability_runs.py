@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from crossforget.core.io import remove_stale_temporaries
-from crossforget.data.scenes.generate import load_scenes
+from crossforget.data.scenes.cache import load_scenes
 from crossforget.engine.reference_cache import trained_reference
 from crossforget.engine.training import TrainingRecipe
 from crossforget.experiments.tuning import Dimension, open_storage, run_study, sampler_seed_for

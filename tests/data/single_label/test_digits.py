@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits as bundled
 
 from crossforget.cli.table1 import data_options
 from crossforget.core.errors import CrossforgetError
-from crossforget.data.single_label.dataset import SINGLE_LABEL_DATASETS, load_single_label
+from crossforget.data.registry import dataset_names, load_single_label
 from crossforget.data.single_label.digits import load_digits
 
 
@@ -62,7 +62,7 @@ def test_no_network_is_needed(monkeypatch):
 
 
 def test_by_name_and_from_the_command_line():
-    assert "digits" in SINGLE_LABEL_DATASETS
+    assert "digits" in dataset_names("single")
     assert load_single_label("digits", image_size=16).images.load([0], 16).shape == (1, 16, 16, 3)
     args = argparse.Namespace(
         data_option=None,
