@@ -90,6 +90,47 @@ def outside_root(image: str) -> bool:
     return os.path.isabs(image) or normal == ".." or normal.startswith(".." + os.sep)
 
 
+Item = tuple[int, str, list[str], list[str]]  # (line number, image path, captions, labels)
+
+
+def _read_items(pairs_path: Path) -> list[Item]:
+    """Every non-blank line of ``pairs.jsonl``; one error lists the first malformed lines."""
+    items: list[Item] = []
+    problems: list[str] = []
+    with pairs_path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(f"line {number}: not UTF-8 text (save the file as UTF-8)")
+                continue
+            if not line.strip():
+                continue
+            try:
+                items.append((number, *_parse_line(line)))
+            except ValueError as exc:
+                problems.append(f"line {number}: {exc}")
+    if problems:
+        raise CrossforgetError(f"{pairs_path} has {len(problems)} malformed line(s): {_first(problems)}")
+    return items
+
+
+def _label_names(items: list[Item]) -> list[str]:
+    """The class order without ``classes.txt``: the sorted label names."""
+    return sorted({label for *_, labels in items for label in labels})
+
+
+def _check_known(items: list[Item], class_names: list[str], pairs_path: Path, classes_path: Path) -> None:
+    """Every label must be in ``classes.txt`` (a typo would otherwise become a class of its own)."""
+    known = set(class_names)
+    unknown = [f"line {n}: {sorted(set(ls) - known)}" for n, _, _, ls in items if not set(ls) <= known]
+    if unknown:
+        raise CrossforgetError(
+            f"{pairs_path} uses labels missing from {classes_path}: {_first(unknown)}; "
+            "add them to classes.txt or fix the spelling"
+        )
+
+
 def load_jsonl_pairs(
     root: str | Path, check_images: bool = True, allow_outside_root: bool = False
 ) -> MultiModalData:
@@ -110,23 +151,7 @@ def load_jsonl_pairs(
     classes_path = root / CLASSES_FILE
     fixed_classes = _read_classes(classes_path) if classes_path.is_file() else None
 
-    items: list[tuple[int, str, list[str], list[str]]] = []
-    problems: list[str] = []
-    with pairs_path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                problems.append(f"line {number}: not UTF-8 text (save the file as UTF-8)")
-                continue
-            if not line.strip():
-                continue
-            try:
-                items.append((number, *_parse_line(line)))
-            except ValueError as exc:
-                problems.append(f"line {number}: {exc}")
-    if problems:
-        raise CrossforgetError(f"{pairs_path} has {len(problems)} malformed line(s): {_first(problems)}")
+    items = _read_items(pairs_path)
     outside = [f"line {n}: {image}" for n, image, _, _ in items if outside_root(image)]
     if outside and not allow_outside_root:
         raise CrossforgetError(
@@ -137,20 +162,10 @@ def load_jsonl_pairs(
         raise CrossforgetError(f"{pairs_path} has no items; add one JSON object per line")
 
     if fixed_classes is None:
-        class_names = sorted({label for *_, labels in items for label in labels})
+        class_names = _label_names(items)
     else:
         class_names = fixed_classes
-        known = set(class_names)
-        unknown = [
-            f"line {number}: {sorted(set(labels) - known)}"
-            for number, _, _, labels in items
-            if not set(labels) <= known
-        ]
-        if unknown:
-            raise CrossforgetError(
-                f"{pairs_path} uses labels missing from {classes_path}: {_first(unknown)}; "
-                "add them to classes.txt or fix the spelling"
-            )
+        _check_known(items, class_names, pairs_path, classes_path)
 
     paths = [root / image for _, image, _, _ in items]
     missing = [f"line {items[i][0]}: {items[i][1]}" for i, path in enumerate(paths) if not path.is_file()]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import scipy.io
@@ -21,6 +21,7 @@ from scipy.io.matlab import MatReadError, matfile_version
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import ArrayImages, FileImages, ImageSource, MultiModalData
 from crossforget.data.images import unreadable_images
+from crossforget.data.multilabel.tagged import TaggedItems
 from crossforget.data.registry import register_dataset, require_root
 
 CONCEPTS = [
@@ -122,16 +123,8 @@ def _binary(array: np.ndarray, source: Path, what: str) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def tag_sentences(tags: np.ndarray, tag_names: list[str]) -> list[list[str]]:
-    """One text per item: its tag words in vocabulary order, so tag-only datasets feed text encoders too."""
-    rows, cols = np.nonzero(tags)
-    bounds = np.searchsorted(rows, np.arange(tags.shape[0] + 1))
-    names = np.asarray(tag_names, dtype=object)
-    return [[" ".join(names[cols[a:b]])] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-
 @dataclass
-class MirFlickrData:
+class MirFlickrData(TaggedItems):
     """What both MIRFlickr readers produce; ``to_multimodal`` is the common hand-off."""
 
     labels: np.ndarray
@@ -142,23 +135,7 @@ class MirFlickrData:
     skipped: int
     info: dict = field(default_factory=dict)
     class_names: list[str] = field(default_factory=lambda: list(CONCEPTS))
-
-    @cached_property
-    def captions(self) -> list[list[str]]:
-        return tag_sentences(self.tags, self.tag_names)
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def to_multimodal(self) -> MultiModalData:
-        return MultiModalData(
-            name="mirflickr",
-            class_names=list(self.class_names),
-            labels=self.labels,
-            captions=self.captions,
-            images=self.images,
-            info=dict(self.info),
-        )
+    dataset_name: ClassVar[str] = "mirflickr"
 
 
 class MirFlickrMat(MirFlickrData):
@@ -280,18 +257,7 @@ class MirFlickrRaw(MirFlickrData):
         self, root: str | Path, min_tag_count: int = MIN_TAG_COUNT, check_images: bool = True
     ) -> None:
         root = Path(root)
-        folder = root / "mirflickr"
-        tag_dir = next(
-            (d for d in (folder / "meta" / "tags", folder / "meta" / "tags_raw") if d.is_dir()), None
-        )
-        annotation_dir = root / "mirflickr25k_annotations_v080"
-        expected = [folder, annotation_dir] + [annotation_dir / f"{c}.txt" for c in CONCEPTS]
-        missing = [str(p.relative_to(root)) for p in expected if not p.exists()]
-        if tag_dir is None:
-            missing.append("mirflickr/meta/tags/")
-        if missing:
-            raise CrossforgetError(f"MIRFlickr root {root} lacks {_short(missing)}; expected {RAW_LAYOUT}")
-
+        folder, tag_dir, annotation_dir = self._layout(root)
         ids = sorted(
             int(m.group(1)) for e in os.scandir(folder) if (m := re.fullmatch(r"im(\d+)\.jpg", e.name))
         )
@@ -299,27 +265,8 @@ class MirFlickrRaw(MirFlickrData):
             raise CrossforgetError(
                 f"{folder} holds no im<k>.jpg images; extract mirflickr25k.zip into {root}"
             )
-        row_of = {image_id: row for row, image_id in enumerate(ids)}
-        labels = np.zeros((len(ids), len(CONCEPTS)), dtype=np.uint8)
-        labelled_missing: set[int] = set()
-        for column, concept in enumerate(CONCEPTS):
-            for image_id in _read_ids(annotation_dir / f"{concept}.txt"):
-                if image_id in row_of:
-                    labels[row_of[image_id], column] = 1
-                else:
-                    labelled_missing.add(image_id)
-
-        per_image = [_read_tags(tag_dir / f"tags{image_id}.txt") for image_id in ids]
-        counts: dict[str, int] = {}
-        for image_tags in per_image:
-            for tag in image_tags:
-                counts[tag] = counts.get(tag, 0) + 1
-        vocabulary = sorted(tag for tag, n in counts.items() if n >= min_tag_count)
-        column_of = {tag: j for j, tag in enumerate(vocabulary)}
-        tags = np.zeros((len(ids), len(vocabulary)), dtype=np.uint8)
-        for row, image_tags in enumerate(per_image):
-            tags[row, [column_of[t] for t in image_tags if t in column_of]] = 1
-
+        labels, labelled_missing = self._concept_labels(annotation_dir, ids)
+        tags, vocabulary = self._tag_matrix(tag_dir, ids, min_tag_count)
         has_label, has_tag = labels.any(axis=1), tags.any(axis=1)
         keep = np.flatnonzero(has_label & has_tag)
         if keep.size == 0:
@@ -353,6 +300,51 @@ class MirFlickrRaw(MirFlickrData):
         )
         self.image_ids = [ids[i] for i in keep]
         self.info.update(items=len(self), skipped=self.skipped)
+
+    @staticmethod
+    def _layout(root: Path) -> tuple[Path, Path, Path]:
+        """(image folder, tag folder, annotation folder); one error names everything missing."""
+        folder = root / "mirflickr"
+        tag_dir = next(
+            (d for d in (folder / "meta" / "tags", folder / "meta" / "tags_raw") if d.is_dir()), None
+        )
+        annotation_dir = root / "mirflickr25k_annotations_v080"
+        expected = [folder, annotation_dir] + [annotation_dir / f"{c}.txt" for c in CONCEPTS]
+        missing = [str(p.relative_to(root)) for p in expected if not p.exists()]
+        if tag_dir is None:
+            missing.append("mirflickr/meta/tags/")
+        if missing:
+            raise CrossforgetError(f"MIRFlickr root {root} lacks {_short(missing)}; expected {RAW_LAYOUT}")
+        return folder, tag_dir, annotation_dir
+
+    @staticmethod
+    def _concept_labels(annotation_dir: Path, ids: list[int]) -> tuple[np.ndarray, set[int]]:
+        """(labels of the images on disk, ids labelled in the annotations but absent on disk)."""
+        row_of = {image_id: row for row, image_id in enumerate(ids)}
+        labels = np.zeros((len(ids), len(CONCEPTS)), dtype=np.uint8)
+        labelled_missing: set[int] = set()
+        for column, concept in enumerate(CONCEPTS):
+            for image_id in _read_ids(annotation_dir / f"{concept}.txt"):
+                if image_id in row_of:
+                    labels[row_of[image_id], column] = 1
+                else:
+                    labelled_missing.add(image_id)
+        return labels, labelled_missing
+
+    @staticmethod
+    def _tag_matrix(tag_dir: Path, ids: list[int], min_tag_count: int) -> tuple[np.ndarray, list[str]]:
+        """(0/1 tags per image, the sorted vocabulary of tags used by >= ``min_tag_count`` images)."""
+        per_image = [_read_tags(tag_dir / f"tags{image_id}.txt") for image_id in ids]
+        counts: dict[str, int] = {}
+        for image_tags in per_image:
+            for tag in image_tags:
+                counts[tag] = counts.get(tag, 0) + 1
+        vocabulary = sorted(tag for tag, n in counts.items() if n >= min_tag_count)
+        column_of = {tag: j for j, tag in enumerate(vocabulary)}
+        tags = np.zeros((len(ids), len(vocabulary)), dtype=np.uint8)
+        for row, image_tags in enumerate(per_image):
+            tags[row, [column_of[t] for t in image_tags if t in column_of]] = 1
+        return tags, vocabulary
 
 
 def _short(items: list[str], show: int = 6) -> str:

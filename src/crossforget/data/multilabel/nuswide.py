@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import FileImages, ImageSource, MultiModalData
 from crossforget.data.images import unreadable_images
-from crossforget.data.multilabel.mirflickr import tag_sentences
+from crossforget.data.multilabel.tagged import TaggedItems
 from crossforget.data.registry import register_dataset, require_root
 
 LAYOUT = (
@@ -113,12 +112,29 @@ def _concepts(root: Path, label_dir: Path) -> list[str]:
     return sorted(p.name[len("Labels_") : -len(".txt")] for p in label_dir.glob("Labels_*.txt"))
 
 
-class NusWide:
+def _concept_matrix(label_dir: Path, concepts: list[str], num_items: int) -> np.ndarray:
+    """(items, concepts) 0/1 labels from one ``Labels_<concept>.txt`` column per concept."""
+    all_labels = np.empty((num_items, len(concepts)), dtype=np.uint8)
+    for j, concept in enumerate(concepts):
+        column = read_binary_rows(label_dir / f"Labels_{concept}.txt", 1)
+        if column.shape[0] != num_items:
+            raise CrossforgetError(
+                f"Labels_{concept}.txt has {column.shape[0]} rows but Imagelist.txt lists {num_items} "
+                "images; "
+                "take both from the same NUS-WIDE release"
+            )
+        all_labels[:, j] = column[:, 0]
+    return all_labels
+
+
+class NusWide(TaggedItems):
     """Items with >= 1 of the ``num_concepts`` most frequent concepts and >= 1 of the 1k tags.
 
     With a ``Flickr/`` folder, items whose image is absent (or, with ``check_images``, cannot be opened)
     are dropped too and counted in ``info``; without it ``images`` is None.
     """
+
+    dataset_name = "nuswide"
 
     def __init__(self, root: str | Path, num_concepts: int = NUM_CONCEPTS, check_images: bool = True) -> None:
         self.root = root = Path(root)
@@ -145,16 +161,7 @@ class NusWide:
 
         relpaths = [image_relpath(line) for line in _read_lines(image_list)]
         num_items = len(relpaths)
-        all_labels = np.empty((num_items, len(concepts)), dtype=np.uint8)
-        for j, concept in enumerate(concepts):
-            column = read_binary_rows(label_dir / f"Labels_{concept}.txt", 1)
-            if column.shape[0] != num_items:
-                raise CrossforgetError(
-                    f"Labels_{concept}.txt has {column.shape[0]} rows but Imagelist.txt lists {num_items} "
-                    "images; "
-                    "take both from the same NUS-WIDE release"
-                )
-            all_labels[:, j] = column[:, 0]
+        all_labels = _concept_matrix(label_dir, concepts, num_items)
         self.tag_names = _read_lines(tag_list)
         tags = read_binary_rows(tag_matrix, len(self.tag_names))
         if tags.shape[0] != num_items:
@@ -223,23 +230,6 @@ class NusWide:
             skipped_unreadable_image=len(unreadable),
         )
         return keep, files
-
-    @cached_property
-    def captions(self) -> list[list[str]]:
-        return tag_sentences(self.tags, self.tag_names)
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def to_multimodal(self) -> MultiModalData:
-        return MultiModalData(
-            name="nuswide",
-            class_names=list(self.class_names),
-            labels=self.labels,
-            captions=self.captions,
-            images=self.images,
-            info=dict(self.info),
-        )
 
 
 def load_nuswide(
