@@ -131,6 +131,25 @@ def _check_known(items: list[Item], class_names: list[str], pairs_path: Path, cl
         )
 
 
+def _check_inside(items: list[Item], root: Path, pairs_path: Path) -> None:
+    """Image paths must stay inside ``root`` (a shared pairs.jsonl must not read arbitrary files)."""
+    outside = [f"line {n}: {image}" for n, image, _, _ in items if outside_root(image)]
+    if outside:
+        raise CrossforgetError(
+            f"{pairs_path} names {len(outside)} image(s) outside {root}: {_first(outside)}; use paths "
+            "relative to the data folder, or pass --allow-outside-root if that is intended"
+        )
+
+
+def _label_matrix(item_labels: list[list[str]], class_names: list[str]) -> np.ndarray:
+    """Multi-hot (items, classes) uint8 labels."""
+    column = {name: j for j, name in enumerate(class_names)}
+    labels = np.zeros((len(item_labels), len(class_names)), dtype=np.uint8)
+    for row, names in enumerate(item_labels):
+        labels[row, [column[name] for name in names]] = 1
+    return labels
+
+
 def load_jsonl_pairs(
     root: str | Path, check_images: bool = True, allow_outside_root: bool = False
 ) -> MultiModalData:
@@ -152,12 +171,8 @@ def load_jsonl_pairs(
     fixed_classes = _read_classes(classes_path) if classes_path.is_file() else None
 
     items = _read_items(pairs_path)
-    outside = [f"line {n}: {image}" for n, image, _, _ in items if outside_root(image)]
-    if outside and not allow_outside_root:
-        raise CrossforgetError(
-            f"{pairs_path} names {len(outside)} image(s) outside {root}: {_first(outside)}; use paths "
-            "relative to the data folder, or pass --allow-outside-root if that is intended"
-        )
+    if not allow_outside_root:
+        _check_inside(items, root, pairs_path)
     if not items:
         raise CrossforgetError(f"{pairs_path} has no items; add one JSON object per line")
 
@@ -178,14 +193,10 @@ def load_jsonl_pairs(
     keep = [i for i in range(len(items)) if i not in unreadable]
     if not keep:
         raise CrossforgetError(f"none of the {len(items)} images named in {pairs_path} could be opened")
-    column = {name: j for j, name in enumerate(class_names)}
-    labels = np.zeros((len(keep), len(class_names)), dtype=np.uint8)
-    for row, i in enumerate(keep):
-        labels[row, [column[name] for name in items[i][3]]] = 1
     return MultiModalData(
         name="jsonl",
         class_names=class_names,
-        labels=labels,
+        labels=_label_matrix([items[i][3] for i in keep], class_names),
         captions=[items[i][2] for i in keep],
         images=FileImages([paths[i] for i in keep]),
         info={

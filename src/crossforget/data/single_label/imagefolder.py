@@ -50,6 +50,76 @@ def fingerprint(paths: Sequence[Path], targets: Sequence[int], split: Sequence[i
     return digest.hexdigest()[:16]
 
 
+def _readable_files(
+    class_names: list[str], train: dict[str, list[Path]], test: dict[str, list[Path]] | None, skipped: dict
+) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """(paths, class indices, 0 train / 1 test) of the files Pillow can open; the rest is counted."""
+    paths, targets, part = [], [], []
+    for split_id, groups in ((0, train), (1, test or {})):
+        for cls, name_ in enumerate(class_names):
+            files = groups.get(name_, [])
+            paths += files
+            targets += [cls] * len(files)
+            part += [split_id] * len(files)
+    bad = set(unreadable_images(paths))
+    if bad:
+        skipped["unreadable"] += len(bad)
+        skipped["unreadable_examples"] += [str(paths[i]) for i in sorted(bad)[:_EXAMPLES]]
+    keep = [i for i in range(len(paths)) if i not in bad]
+    return (
+        [paths[i] for i in keep],
+        np.array([targets[i] for i in keep], np.int64),
+        np.array([part[i] for i in keep], np.int64),
+    )
+
+
+def _without_empty_classes(
+    name: str, class_names: list[str], paths: list[Path], targets: np.ndarray, part: np.ndarray, skipped: dict
+) -> tuple[list[Path], np.ndarray, np.ndarray, list[str]]:
+    """Drop classes without a readable training image (and their test images); renumber the rest."""
+    train_counts = np.bincount(targets[part == 0], minlength=len(class_names))
+    empty = [class_names[c] for c in range(len(class_names)) if train_counts[c] == 0]
+    if empty:
+        skipped["empty_classes"] += empty
+    kept_classes = [c for c in range(len(class_names)) if train_counts[c] > 0]
+    if len(kept_classes) < 2:
+        raise CrossforgetError(
+            f"{name}: fewer than two classes have readable training images "
+            f"(skipped: {_describe(skipped)}); check the folder"
+        )
+    remap = np.full(len(class_names), -1, np.int64)
+    remap[kept_classes] = np.arange(len(kept_classes))
+    rows = remap[targets] >= 0
+    paths = [p for p, r in zip(paths, rows, strict=True) if r]
+    return paths, remap[targets[rows]], part[rows], [class_names[c] for c in kept_classes]
+
+
+def _train_test(
+    name: str,
+    targets: np.ndarray,
+    part: np.ndarray,
+    on_disk: bool,
+    test_fraction: float | None,
+    split_seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(train indices, test indices, 0/1 part, the split rule): the test folder, else a seeded split."""
+    if not on_disk:
+        if test_fraction is None:
+            raise CrossforgetError(
+                f"{name}: no test split found (looked for {', '.join(TEST_FOLDERS)} folders); "
+                "add one, or pass --test-fraction 0.2 for a seeded split of the images"
+            )
+        train_idx, test_idx = stratified_split(targets, test_fraction, split_seed)
+        part = np.zeros(len(targets), np.int64)
+        part[test_idx] = 1
+        rule = f"seeded stratified split, test fraction {test_fraction}, seed {split_seed}"
+        return train_idx, test_idx, part, rule
+    train_idx, test_idx = np.flatnonzero(part == 0), np.flatnonzero(part == 1)
+    if test_idx.size == 0:
+        raise CrossforgetError(f"{name}: the test folder holds no readable image of a training class")
+    return train_idx, test_idx, part, "test folder on disk"
+
+
 def build_single_label(
     name: str,
     class_names: list[str],
@@ -65,54 +135,11 @@ def build_single_label(
 
     ``test`` None means "no test split on disk": ``test_fraction`` then gives a seeded stratified split.
     """
-    paths, targets, part = [], [], []
-    for split_id, groups in ((0, train), (1, test or {})):
-        for cls, name_ in enumerate(class_names):
-            files = groups.get(name_, [])
-            paths += files
-            targets += [cls] * len(files)
-            part += [split_id] * len(files)
-    bad = set(unreadable_images(paths))
-    if bad:
-        skipped["unreadable"] += len(bad)
-        skipped["unreadable_examples"] += [str(paths[i]) for i in sorted(bad)[:_EXAMPLES]]
-    keep = [i for i in range(len(paths)) if i not in bad]
-    paths, targets, part = (
-        [paths[i] for i in keep],
-        np.array([targets[i] for i in keep], np.int64),
-        np.array([part[i] for i in keep], np.int64),
+    paths, targets, part = _readable_files(class_names, train, test, skipped)
+    paths, targets, part, names = _without_empty_classes(name, class_names, paths, targets, part, skipped)
+    train_idx, test_idx, part, split_rule = _train_test(
+        name, targets, part, test is not None, test_fraction, split_seed
     )
-    train_counts = np.bincount(targets[part == 0], minlength=len(class_names))
-    empty = [class_names[c] for c in range(len(class_names)) if train_counts[c] == 0]
-    if empty:
-        skipped["empty_classes"] += empty
-    kept_classes = [c for c in range(len(class_names)) if train_counts[c] > 0]
-    if len(kept_classes) < 2:
-        raise CrossforgetError(
-            f"{name}: fewer than two classes have readable training images "
-            f"(skipped: {_describe(skipped)}); check the folder"
-        )
-    remap = np.full(len(class_names), -1, np.int64)
-    remap[kept_classes] = np.arange(len(kept_classes))
-    rows = remap[targets] >= 0
-    paths = [p for p, r in zip(paths, rows, strict=True) if r]
-    targets, part = remap[targets[rows]], part[rows]
-    names = [class_names[c] for c in kept_classes]
-    if test is None:
-        if test_fraction is None:
-            raise CrossforgetError(
-                f"{name}: no test split found (looked for {', '.join(TEST_FOLDERS)} folders); "
-                "add one, or pass --test-fraction 0.2 for a seeded split of the images"
-            )
-        train_idx, test_idx = stratified_split(targets, test_fraction, split_seed)
-        split_rule = f"seeded stratified split, test fraction {test_fraction}, seed {split_seed}"
-        part = np.zeros(len(paths), np.int64)
-        part[test_idx] = 1
-    else:
-        train_idx, test_idx = np.flatnonzero(part == 0), np.flatnonzero(part == 1)
-        split_rule = "test folder on disk"
-        if test_idx.size == 0:
-            raise CrossforgetError(f"{name}: the test folder holds no readable image of a training class")
     info = {
         "source": name,
         "split": split_rule,

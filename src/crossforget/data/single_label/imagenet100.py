@@ -93,6 +93,42 @@ def _resolve(names: Sequence[str], available: list[str], synsets: dict[str, list
     return out
 
 
+def _sample(
+    folders: dict[str, list[Path]],
+    available: list[str],
+    wanted: list[str],
+    num_classes: int,
+    images_per_class: int,
+    seed: int,
+) -> tuple[list[str], dict[str, list[Path]], dict[str, int]]:
+    """(chosen wnids, their sampled training files, classes with fewer images than asked): one stream."""
+    rng = np.random.default_rng(seed)
+    others = [w for w in available if w not in wanted]
+    chosen = sorted(
+        wanted
+        + [others[i] for i in np.sort(rng.choice(len(others), num_classes - len(wanted), replace=False))]
+    )
+    train = {}
+    short = {}
+    for wnid in chosen:
+        files = folders[wnid]
+        if len(files) < images_per_class:
+            short[wnid] = len(files)
+        picks = np.sort(rng.choice(len(files), min(images_per_class, len(files)), replace=False))
+        train[wnid] = [files[i] for i in picks]
+    return chosen, train, short
+
+
+def _val_split(root: Path, chosen: list[str], skipped: dict) -> dict[str, list[Path]] | None:
+    """The chosen classes' images in ``root/val``, or None when there are none (a seeded split then)."""
+    if not (root / "val").is_dir():
+        return None
+    val = {k: _images_only(v, skipped) for k, v in class_folders(root / "val").items()}
+    if not any(val.get(w) for w in chosen):
+        return None
+    return {w: val.get(w, []) for w in chosen}
+
+
 @register_dataset("imagenet100", "single")
 def load_imagenet100(
     root: str | Path,
@@ -126,25 +162,8 @@ def load_imagenet100(
             f"{root}/train has {len(available)} non-empty class folders, fewer than "
             f"num_classes={num_classes}; lower num_classes"
         )
-    rng = np.random.default_rng(seed)
-    others = [w for w in available if w not in wanted]
-    chosen = sorted(
-        wanted
-        + [others[i] for i in np.sort(rng.choice(len(others), num_classes - len(wanted), replace=False))]
-    )
-    train = {}
-    short = {}
-    for wnid in chosen:
-        files = folders[wnid]
-        if len(files) < images_per_class:
-            short[wnid] = len(files)
-        picks = np.sort(rng.choice(len(files), min(images_per_class, len(files)), replace=False))
-        train[wnid] = [files[i] for i in picks]
-    test = None
-    if (root / "val").is_dir():
-        val = {k: _images_only(v, skipped) for k, v in class_folders(root / "val").items()}
-        if any(val.get(w) for w in chosen):
-            test = {w: val.get(w, []) for w in chosen}
+    chosen, train, short = _sample(folders, available, wanted, num_classes, images_per_class, seed)
+    test = _val_split(root, chosen, skipped)
     names, aliases = class_naming(chosen, synset_map)
     renamed_train = dict(zip(names, (train[w] for w in chosen), strict=True))
     renamed_test = None if test is None else dict(zip(names, (test[w] for w in chosen), strict=True))
