@@ -170,7 +170,6 @@ def ivf_section(args: argparse.Namespace, exact: tuple) -> dict:
 
 
 def forget_section(args: argparse.Namespace) -> dict:
-    from crossforget.engine.reference_cache import trained_reference
     from crossforget.experiments.table2 import ReferenceRecipe
     from crossforget.index.build import build_index
     from crossforget.index.encode import encode_items
@@ -199,17 +198,7 @@ def forget_section(args: argparse.Namespace) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     reference = ReferenceRecipe.of_checkpoint(saved, args.cache)
-    retrain_wall, (retrain, cached) = timed(
-        lambda: trained_reference(
-            args.cache,
-            loaded,
-            saved.bits,
-            reference.recipe,
-            reference.seed,
-            args.forget,
-            reference.model_options,
-        )
-    )
+    retrain_wall, (retrain, cached) = timed(lambda: reference.retrain(loaded, saved, args.forget))
     train_s = float(retrain.config["training"]["seconds"])
     reencode_s, _ = timed(lambda: encode_items(retrain.model, store_for(retrain, loaded), database))
     baseline = train_s + reencode_s

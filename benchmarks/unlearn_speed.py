@@ -44,9 +44,9 @@ from crossforget.core.errors import CrossforgetError  # noqa: E402
 from crossforget.core.io import atomic_write_json  # noqa: E402
 from crossforget.core.reproducibility import environment_stamp  # noqa: E402
 from crossforget.data.forget import ForgetRequest  # noqa: E402
-from crossforget.engine.reference_cache import trained_reference  # noqa: E402
 from crossforget.engine.training import recipe_for  # noqa: E402
 from crossforget.tasks.hashing.checkpoint import HashingCheckpoint, load_hashing_checkpoint  # noqa: E402
+from crossforget.tasks.hashing.reference import trained_reference  # noqa: E402
 from crossforget.tasks.hashing.task import attach_full_fisher, hashing_task, run_method  # noqa: E402
 from crossforget.tasks.hashing.training import LoadedData, load_data  # noqa: E402
 from crossforget.unlearning.fisher import counting_fallbacks, diagonal_fisher  # noqa: E402

@@ -16,7 +16,6 @@ from pathlib import Path
 from crossforget.core.io import atomic_write_json
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, partition
-from crossforget.engine.reference_cache import trained_reference
 from crossforget.experiments.panel import PANELS, panel_sets
 from crossforget.experiments.sweeps import open_checkpoints
 from crossforget.tasks.hashing.probe import hashing_probe
@@ -42,10 +41,7 @@ def main() -> None:
     )
     for names in panel_sets(PANELS[args.panel], checkpoints.class_names):
         part = partition(loaded.data, loaded.split, ForgetRequest(names))
-        retrain, _ = trained_reference(
-            reference.cache_dir, loaded, args.bits, reference.recipe, reference.seed, names,
-            reference.model_options,
-        )  # fmt: skip
+        retrain, _ = reference.retrain(loaded, saved, names)
         probes = {
             kind: hashing_probe(store, loaded.split, part, floor=kind) for kind in ("chance", "cooccurrence")
         }

@@ -35,7 +35,6 @@ import torch
 from crossforget.core.io import atomic_write_json, atomic_write_text
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.validation import validation_split
-from crossforget.engine.reference_cache import trained_reference
 from crossforget.experiments.table2 import ReferenceRecipe
 from crossforget.index.build import build_index
 from crossforget.index.forget import IndexForgetRequest, forget
@@ -139,9 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in wanted:
         exclude = [data.class_names[i] for i in prefixes[k]]
         t = time.perf_counter()
-        retrain, cached = trained_reference(
-            args.cache, loaded, saved.bits, reference.recipe, reference.seed, exclude, reference.model_options
-        )
+        retrain, cached = reference.retrain(loaded, saved, exclude)
         query, database = encode(retrain.model, store, val.query), encode(retrain.model, store, val.database)
         results["retrain"][str(k + 1)] = {
             "exclude": exclude,

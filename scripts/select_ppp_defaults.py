@@ -21,7 +21,6 @@ from crossforget.core.io import atomic_write_json
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.validation import validation_split
-from crossforget.engine.reference_cache import trained_reference
 from crossforget.experiments.panel import PANELS, panel_sets
 from crossforget.experiments.sweeps import open_checkpoints
 from crossforget.experiments.table2 import column_scores
@@ -62,10 +61,7 @@ def main() -> None:
         request = ForgetRequest(names)
         part = partition(loaded.data, validation, request)
         task = hashing_task(saved, loaded, request)
-        retrain, _ = trained_reference(
-            reference.cache_dir, loaded, args.bits, reference.recipe, reference.seed, names,
-            reference.model_options,
-        )  # fmt: skip
+        retrain, _ = reference.retrain(loaded, saved, names)
         truth_f, _ = _mean_scores(column_scores(retrain.model, store, validation, part))
         _, base_r = _mean_scores(column_scores(saved.model, store, validation, part))
         label = "+".join(names)

@@ -163,17 +163,20 @@ def classification_program(rank: int) -> dict:
     """
     from crossforget.data.scenes.single import generate_scenes_single
     from crossforget.models.classifier import build_classifier, classifier_config
-    from crossforget.tasks.classification import task as ct
+    from crossforget.tasks.classification.evaluation import predict
+    from crossforget.tasks.classification.recipe import ClassifierRecipe
+    from crossforget.tasks.classification.store import make_store
+    from crossforget.tasks.classification.training import train_loop
 
     data = generate_scenes_single(num_train=24, num_test=4, image_size=32, num_classes=4, include=["dog"])
     config = classifier_config("resnet-small", data.num_classes, 16)  # 32 px data, 16 px input
-    store = ct.make_store(data, config)
+    store = make_store(data, config)
     torch.manual_seed(0)
     model, _ = build_classifier(config)
-    recipe = ct.ClassifierRecipe(epochs=1, batch_size=8)
-    history = ct.train_loop(model, store, data.train, recipe, seed=2, show_progress=False)
+    recipe = ClassifierRecipe(epochs=1, batch_size=8)
+    history = train_loop(model, store, data.train, recipe, seed=2, show_progress=False)
     return {
         "history": history,
         "model": {k: v.clone() for k, v in model.state_dict().items()},
-        "logits": ct.predict(model, store, np.arange(len(data))),
+        "logits": predict(model, store, np.arange(len(data))),
     }

@@ -17,9 +17,9 @@ from rich.console import Console
 
 from crossforget.core.io import remove_stale_temporaries
 from crossforget.data.scenes.cache import load_scenes
-from crossforget.engine.reference_cache import trained_reference
 from crossforget.engine.training import TrainingRecipe
 from crossforget.experiments.tuning import Dimension, open_storage, run_study, sampler_seed_for
+from crossforget.tasks.hashing.reference import trained_reference
 from crossforget.tasks.hashing.training import load_data
 from tests.conftest import TINY_DATA
 from tests.reliability import assert_clean_error, jsonl_train_args, make_jsonl, run_cli

@@ -13,11 +13,11 @@ import pytest
 from crossforget.cli import main
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.scenes.vocabulary import CLASS_NAMES
-from crossforget.engine.reference_cache import cache_key
 from crossforget.engine.training import TrainingRecipe
 from crossforget.experiments.sweeps import class_sets
-from crossforget.experiments.table2 import deltas, reference_model_options, seed_summary, summarise
+from crossforget.experiments.table2 import deltas, seed_summary, summarise
 from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+from crossforget.tasks.hashing.reference import reference_key
 from crossforget.tasks.hashing.training import load_data, model_config
 
 T_975 = {1: 12.706204736174707, 2: 4.302652729911275}  # Student t quantiles, two-sided 95%
@@ -144,15 +144,16 @@ def test_paper_sets_use_stand_ins_the_data_has():
         class_sets(["dog,bench"], CLASS_NAMES)
 
 
-def test_retrain_options_rebuild_the_checkpoint_model(tiny_checkpoint: Path):
+def test_retrain_of_a_checkpoint_is_the_entry_demo_cached(tiny_checkpoint: Path):
     saved = load_hashing_checkpoint(tiny_checkpoint / "bits16")
-    options = reference_model_options(saved.config["model"])
     loaded = load_data(saved.dataset_spec)
     recipe = TrainingRecipe.from_dict(saved.config["training"]["recipe"])
-    # trained with defaults (32-px scenes are read at 32 px): the same cache entry as `demo`'s
-    assert cache_key(loaded, 16, recipe, 0, ["dog"], options) == cache_key(loaded, 16, recipe, 0, ["dog"], {})
-    assert model_config(loaded.data, loaded.split, 16, options, loaded.spec) == saved.config["model"]
-    assert reference_model_options({**saved.config["model"], "cnn_width": 8}) == {**options, "cnn_width": 8}
+    # trained with defaults (32-px scenes are read at 32 px): the recorded config is what demo resolves
+    resolved = model_config(loaded.data, loaded.split, 16, {}, loaded.spec)
+    assert resolved == saved.config["model"]
+    key = reference_key(loaded, recipe, 0, ["dog"], saved.config["model"])
+    assert key == reference_key(loaded, recipe, 0, ["dog"], resolved)
+    assert key != reference_key(loaded, recipe, 0, ["dog"], {**saved.config["model"], "cnn_width": 8})
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from crossforget.cli.table1 import method_options_from_args
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.scenes.single import generate_scenes_single
 from crossforget.experiments.table1 import METHODS, Table1Config, run_table1, table_rows, write_table1
-from crossforget.tasks.classification.task import ClassifierRecipe
+from crossforget.tasks.classification.recipe import ClassifierRecipe
 
 FAST = {"finetune": {"epochs": 1}, "amnesiac": {"epochs": 1}}
 TINY = [

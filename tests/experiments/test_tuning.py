@@ -19,11 +19,11 @@ from crossforget.core.errors import CrossforgetError
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.splits import make_split
 from crossforget.data.validation import validation_split
-from crossforget.engine.reference_cache import trained_reference
 from crossforget.engine.training import TrainingRecipe
 from crossforget.experiments.tuning import Dimension, open_storage, run_study, search_space
 from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
 from crossforget.tasks.hashing.evaluation import evaluate_model
+from crossforget.tasks.hashing.reference import trained_reference
 from crossforget.tasks.hashing.task import run_method, store_for
 from crossforget.tasks.hashing.training import load_data
 from crossforget.unlearning.methods import create_method, method_options

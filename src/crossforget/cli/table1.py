@@ -16,7 +16,7 @@ from crossforget.data.registry import dataset_entries, dataset_entry, load_singl
 from crossforget.data.single_label.imagefolder import describe_skipped
 from crossforget.experiments.table1 import METHODS, Table1Config, run_table1, write_table1
 from crossforget.models.classifier import ARCHITECTURES, DEFAULT_IMAGE_SIZE
-from crossforget.tasks.classification.task import ClassifierRecipe
+from crossforget.tasks.classification.recipe import ClassifierRecipe
 
 
 def register(commands: argparse._SubParsersAction) -> None:

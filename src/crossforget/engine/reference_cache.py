@@ -1,90 +1,57 @@
-"""Cache of trained reference models (Original, Retrain), keyed by everything that changes them.
+"""Cache of trained reference models (Original, Retrain, shadow models), keyed by what changes them.
 
-Training dominates the cost of a comparison; a second ``demo`` run reuses the checkpoints.
+Training dominates the cost of a comparison; a second run reuses the checkpoints. One mechanism serves
+every track: the track names the folder (from ``cache_key`` of a description of the training) and says
+how to load, save, build and complete (e.g. attach a stored Fisher to) its checkpoints.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from crossforget import __version__
 from crossforget.core import distributed
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_directory
-from crossforget.engine.training import TrainingRecipe
-from crossforget.tasks.hashing.checkpoint import (
-    HashingCheckpoint,
-    load_hashing_checkpoint,
-    save_hashing_checkpoint,
-)
-from crossforget.tasks.hashing.task import attach_full_fisher
-from crossforget.tasks.hashing.training import (
-    DEFAULT_IMAGE_SIZE,
-    LoadedData,
-    native_image_size,
-    train_hashing,
-)
+
+T = TypeVar("T")
 
 
-def cache_key(
-    loaded: LoadedData,
-    bits: int,
-    recipe: TrainingRecipe,
-    seed: int,
-    exclude: Sequence[str],
-    model_options: dict,
-) -> str:
-    model = dict(model_options)
-    if model.get("backbone", "small") == "small":  # the input size model_config would pick, made explicit
-        model.setdefault("image_size", native_image_size(loaded.data) or DEFAULT_IMAGE_SIZE)
-    description = {
-        "dataset": loaded.spec.to_dict(),
-        "bits": bits,
-        "recipe": recipe.to_dict(),
-        "seed": seed,
-        "exclude": sorted(exclude),
-        "model": model,
-        "version": __version__,
-    }
-    if model_options.get("features"):  # cached embeddings: a re-extracted file must not hit the old entry
-        from crossforget.models.features import file_sha256
-
-        description["features_sha256"] = file_sha256(model_options["features"])
-    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
+def cache_key(description: dict) -> str:
+    """A short hash of everything that changes a trained model, and the package version."""
+    text = json.dumps({**description, "version": __version__}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def trained_reference(
-    cache_dir: Path,
-    loaded: LoadedData,
-    bits: int,
-    recipe: TrainingRecipe,
-    seed: int,
-    exclude: Sequence[str] = (),
-    model_options: dict | None = None,
-    store_fisher: bool = False,
-) -> tuple[HashingCheckpoint, bool]:
-    """Load the checkpoint from the cache, or train and store it; returns (checkpoint, was_cached)."""
-    options = model_options or {}
-    kind = "retrain-" + "-".join(sorted(exclude)) if exclude else "original"
-    folder = cache_dir / f"{kind}-{bits}bits-{cache_key(loaded, bits, recipe, seed, exclude, options)}"
-    saved, cached = None, False
+def cached_reference(
+    folder: Path,
+    load: Callable[[Path], T],
+    save: Callable[[Path, T], object],
+    build: Callable[[], T],
+    complete: Callable[[T], bool] = lambda _: False,
+) -> tuple[T, bool]:
+    """The checkpoint in ``folder``, or ``build()`` stored there; returns (checkpoint, was_cached).
+
+    ``load`` raises ``CrossforgetError`` for a damaged or stale entry, which is rebuilt. ``complete``
+    adds what a run needs beyond the training (True when it added something): the entry is then
+    stored again. Entries are written whole or not at all, whatever kills the run.
+    """
+    found = None
     if (folder / "config.json").is_file():
         try:
-            saved, cached = load_hashing_checkpoint(folder, loaded.device), True
-            loaded.check(saved.config, folder)
+            found = load(folder)
         except CrossforgetError:
-            saved, cached = None, False  # a damaged or stale entry (other data) is simply rebuilt
-    # Under torchrun every rank must take the same branch (training runs on all of them).
-    distributed.agree(cached, f"whether cache entry {folder} is usable (give every node the same --cache)")
-    if saved is None:
-        saved = train_hashing(loaded, bits, recipe, seed, exclude, options)
-    if store_fisher and not saved.fisher:
-        attach_full_fisher(saved, loaded)
-    elif cached:
+            found = None
+    # Under torchrun every rank must take the same branch (building trains on all of them).
+    usable = f"whether cache entry {folder} is usable (give every node the same cache folder)"
+    was_cached = distributed.agree(found is not None, usable)
+    saved = found if found is not None else build()
+    if not complete(saved) and was_cached:
         return saved, True
-    with atomic_directory(folder, overwrite=True) as tmp:  # whole or absent, whatever kills the run
-        save_hashing_checkpoint(tmp, saved)
-    return saved, cached
+    with atomic_directory(folder, overwrite=True) as tmp:
+        save(tmp, saved)
+    return saved, was_cached

@@ -1,10 +1,17 @@
-"""One training loop, used to train the Original model and reused by Retrain and Finetune."""
+"""One training loop (``train_epochs``) for both tracks, and the hashing track's recipe and optimisers.
+
+The loop trains the Original models and is reused by Retrain, Finetune and relabelled training; what a
+track varies (optimisers, batches, schedule, mixed precision) comes in as arguments.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -15,6 +22,7 @@ from crossforget.core.device import autocast, module_device
 from crossforget.core.memory import keep_freed_memory
 from crossforget.core.progress import progress_bar
 from crossforget.core.reproducibility import seed_everything
+from crossforget.losses.base import Batch
 from crossforget.models.inputs import BatchSource, iterate_batches
 
 
@@ -146,6 +154,66 @@ def _kernel_options(params: list[torch.Tensor]) -> dict:
     return {"fused": True} if _fused_devices(params) else {}
 
 
+class Optimisers(Protocol):
+    """One training step's update: learning-rate schedule, gradient reset, parameter step."""
+
+    def schedule(self, scale: float) -> None: ...
+
+    def zero_grad(self) -> None: ...
+
+    def step(self) -> None: ...
+
+
+Shard = tuple[int, int] | None  # (rank, world size) of a data-parallel run; None in one process
+
+
+def train_epochs(
+    model: nn.Module,
+    loss: object,
+    optimisers: Optimisers,
+    batches: Callable[[Shard], Iterable[Batch]],
+    epochs: int,
+    schedule: Callable[[int], float],
+    description: str = "training",
+    show_progress: bool = True,
+    mixed_precision: bool = True,
+) -> list[float]:
+    """Train ``model`` in place for ``epochs`` passes over ``batches(shard)``; the mean loss per epoch.
+
+    Each step: ``optimisers.schedule(schedule(step))``, the loss (under bf16 autocast on CUDA when
+    ``mixed_precision``), zero the gradients, backward, step. Under torchrun: DDP, this rank's rows of
+    each global batch, the loss of the global batch; a run that raises in the loop ends every rank
+    (torchrun), so the replica is closed on success only.
+    """
+    device = module_device(model)
+    precision = (lambda: autocast(device)) if mixed_precision else contextlib.nullcontext
+    history: list[float] = []
+    step = 0
+    model.train()
+    replica = distributed.TrainingReplica(model, loss) if distributed.is_active() else None
+    with progress_bar(description, total=epochs, enabled=show_progress) as bar:
+        for _epoch in range(epochs):
+            running, count = 0.0, 0
+            for batch in batches(replica.position if replica is not None else None):
+                optimisers.schedule(schedule(step))
+                with precision():
+                    value = loss(model, batch) if replica is None else replica.loss(loss, batch)
+                optimisers.zero_grad()
+                value.backward()
+                if replica is not None:
+                    replica.sync_loss_gradients()
+                optimisers.step()
+                running += float(value.detach())
+                count += 1
+                step += 1
+            history.append(running / max(1, count))
+            bar.advance(1, status=f"loss {history[-1]:.4f}")
+    if replica is not None:
+        replica.close()
+    model.eval()
+    return history
+
+
 def train_model(
     model: nn.Module,
     loss: nn.Module,
@@ -156,7 +224,7 @@ def train_model(
     description: str = "training",
     show_progress: bool = True,
 ) -> list[float]:
-    """Train ``model`` (and the loss's own parameters) in place; returns the mean loss per epoch.
+    """Train a hashing ``model`` (and the loss's own parameters) in place; the mean loss per epoch.
 
     No model selection on the query set (the DSPH reference picks the best epoch on queries,
     which leaks test data). Runs where the model is (the store must place batches there); on CUDA
@@ -165,44 +233,29 @@ def train_model(
     """
     keep_freed_memory()
     generator = seed_everything(seed)
-    device = module_device(model)
     optimisers = TrainingOptimisers(model, loss, recipe)
-    steps_per_epoch = math.ceil(len(indices) / recipe.batch_size)
-    total = steps_per_epoch * recipe.epochs
+    total = math.ceil(len(indices) / recipe.batch_size) * recipe.epochs
     warmup = int(recipe.warmup_fraction * total)
-    history: list[float] = []
-    step = 0
-    model.train()
-    # Under torchrun: DDP, this rank's rows of each global batch, the loss of the global batch. A run
-    # that raises in the loop ends every rank (torchrun), so the replica is closed on success only.
-    replica = distributed.TrainingReplica(model, loss) if distributed.is_active() else None
-    with progress_bar(description, total=recipe.epochs, enabled=show_progress) as bar:
-        for _epoch in range(recipe.epochs):
-            running, batches = 0.0, 0
-            for batch in iterate_batches(
-                store,
-                indices,
-                recipe.batch_size,
-                shuffle=True,
-                generator=generator,
-                random_caption=True,
-                augment=recipe.augment,
-                shard=replica.position if replica is not None else None,
-            ):
-                optimisers.schedule(warmup_cosine(step, total, warmup))
-                with autocast(device):
-                    value = loss(model, batch) if replica is None else replica.loss(loss, batch)
-                optimisers.zero_grad()
-                value.backward()
-                if replica is not None:
-                    replica.sync_loss_gradients()
-                optimisers.step()
-                running += float(value.detach())
-                batches += 1
-                step += 1
-            history.append(running / max(1, batches))
-            bar.advance(1, status=f"loss {history[-1]:.4f}")
-    if replica is not None:
-        replica.close()
-    model.eval()
-    return history
+
+    def batches(shard: Shard) -> Iterable[Batch]:
+        return iterate_batches(
+            store,
+            indices,
+            recipe.batch_size,
+            shuffle=True,
+            generator=generator,
+            random_caption=True,
+            augment=recipe.augment,
+            shard=shard,
+        )
+
+    return train_epochs(
+        model,
+        loss,
+        optimisers,
+        batches,
+        recipe.epochs,
+        lambda step: warmup_cosine(step, total, warmup),
+        description,
+        show_progress,
+    )

@@ -242,12 +242,10 @@ def classifier_representations(
     load other data.
     """
     from crossforget.data.registry import load_single_label
-    from crossforget.tasks.classification.task import (
-        compute_prototypes,
-        load_classifier_checkpoint,
-        make_store,
-        penultimate_features,
-    )
+    from crossforget.tasks.classification.checkpoint import load_classifier_checkpoint
+    from crossforget.tasks.classification.evaluation import penultimate_features
+    from crossforget.tasks.classification.store import make_store
+    from crossforget.tasks.classification.training import compute_prototypes
 
     saved = load_classifier_checkpoint(path)
     recorded = saved.config.get("dataset", {})

@@ -20,23 +20,21 @@ from torch import nn
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.container import SingleLabelData
+from crossforget.engine.reference_cache import cache_key, cached_reference
 from crossforget.engine.statistics import Summary, format_summary, summarise
 from crossforget.models.classifier import classifier_config
 from crossforget.reporting.tables import print_table, write_results
-from crossforget.tasks.classification.task import (
+from crossforget.tasks.classification.checkpoint import (
     ClassifierCheckpoint,
-    ClassifierRecipe,
-    ImageStore,
-    attach_full_fisher,
-    cache_key,
-    cached,
-    classification_task,
-    evaluate_classifier,
-    make_store,
+    load_classifier_checkpoint,
     save_classifier_checkpoint,
-    train_classifier,
-    train_shadow_attack,
 )
+from crossforget.tasks.classification.evaluation import evaluate_classifier
+from crossforget.tasks.classification.recipe import ClassifierRecipe
+from crossforget.tasks.classification.shadow_mia import train_shadow_attack
+from crossforget.tasks.classification.store import ImageStore, make_store
+from crossforget.tasks.classification.task import attach_full_fisher, classification_task
+from crossforget.tasks.classification.training import train_classifier
 from crossforget.unlearning.methods import UnlearningTask, create_method, method_names
 
 METHODS = ("original", "bad_model", "retrain", "finetune", "bad_teacher", "amnesiac", "ssd", "ppp")
@@ -81,12 +79,20 @@ class Table1Config:
 
 
 def _reference(
-    cache_dir: Path | None, role: str, description: dict, build: Callable[[], ClassifierCheckpoint]
+    cache_dir: Path | None,
+    role: str,
+    description: dict,
+    build: Callable[[], ClassifierCheckpoint],
+    complete: Callable[[ClassifierCheckpoint], bool] = lambda _: False,
 ) -> tuple[ClassifierCheckpoint, bool]:
-    """A trained reference from the cache (keyed by everything that changes it), or built and stored."""
+    """A trained reference from the cache (keyed by everything that changes it), or built and stored;
+    ``complete`` adds what this run needs to it (True when it did)."""
     if cache_dir is None:
-        return build(), False
-    return cached(_entry(cache_dir, role, description), build)
+        saved = build()
+        complete(saved)
+        return saved, False
+    entry = _entry(cache_dir, role, description)
+    return cached_reference(entry, load_classifier_checkpoint, save_classifier_checkpoint, build, complete)
 
 
 def _entry(cache_dir: Path, role: str, description: dict) -> Path:
@@ -105,19 +111,17 @@ def _original(
     needs_fisher = "ssd" in config.methods
 
     def build() -> ClassifierCheckpoint:
-        saved = train_classifier(
+        return train_classifier(
             data, store, model_config, config.recipe, config.training_seed, description="Original"
         )
-        if needs_fisher:
-            attach_full_fisher(saved, store, data.train)
-        return saved
 
-    original, was_cached = _reference(cache_dir, "original", description, build)
-    if needs_fisher and not original.fisher:
-        attach_full_fisher(original, store, data.train)
-        if cache_dir is not None:
-            save_classifier_checkpoint(_entry(cache_dir, "original", description), original)
-    return original, was_cached
+    def complete(saved: ClassifierCheckpoint) -> bool:
+        if needs_fisher and not saved.fisher:
+            attach_full_fisher(saved, store, data.train)
+            return True
+        return False
+
+    return _reference(cache_dir, "original", description, build, complete)
 
 
 def _retrain(

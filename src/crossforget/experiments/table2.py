@@ -23,7 +23,6 @@ from crossforget.core.io import atomic_write_text
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetPartition, ForgetRequest, partition
 from crossforget.data.splits import RetrievalSplit
-from crossforget.engine.reference_cache import trained_reference
 from crossforget.engine.result_cache import CHECKPOINT_METHODS, ResultCache
 from crossforget.engine.statistics import summarise as summarise_values
 from crossforget.engine.training import TrainingRecipe
@@ -31,8 +30,9 @@ from crossforget.models.inputs import BatchSource
 from crossforget.reporting.tables import markdown_table, print_table, write_results
 from crossforget.tasks.hashing.checkpoint import HashingCheckpoint
 from crossforget.tasks.hashing.evaluation import DIRECTIONS, evaluate_model
+from crossforget.tasks.hashing.reference import trained_reference
 from crossforget.tasks.hashing.task import run_method, store_for
-from crossforget.tasks.hashing.training import DEFAULT_MODEL, LoadedData
+from crossforget.tasks.hashing.training import LoadedData
 from crossforget.unlearning.methods import create_method
 
 REFERENCE = ("original", "bad_model", "retrain", "finetune")
@@ -65,12 +65,12 @@ class Table2Config:
 
 @dataclass(frozen=True)
 class ReferenceRecipe:
-    """How Retrain is made: the Original's recipe, seed and model options, cached in ``cache_dir``."""
+    """How Retrain is made: the Original's recipe and seed, cached in ``cache_dir``; the model config is
+    the one the Original recorded."""
 
     cache_dir: Path
     recipe: TrainingRecipe
     seed: int
-    model_options: dict = field(default_factory=dict)
 
     @classmethod
     def of_checkpoint(cls, saved: HashingCheckpoint, cache_dir: Path) -> ReferenceRecipe:
@@ -81,39 +81,16 @@ class ReferenceRecipe:
                 "this command needs an Original checkpoint (from `crossforget train` without "
                 "--exclude), not a Retrain or unlearned one"
             )
-        return cls(
-            cache_dir,
-            TrainingRecipe.from_dict(training["recipe"]),
-            int(training["seed"]),
-            reference_model_options(saved.config["model"]),
+        return cls(cache_dir, TrainingRecipe.from_dict(training["recipe"]), int(training["seed"]))
+
+    def retrain(
+        self, loaded: LoadedData, original: HashingCheckpoint, exclude: Sequence[str]
+    ) -> tuple[HashingCheckpoint, bool]:
+        """Retrain of ``original`` without ``exclude`` (its model config as recorded); (model, was_cached)."""
+        model = original.config["model"]
+        return trained_reference(
+            self.cache_dir, loaded, original.bits, self.recipe, self.seed, exclude, model=model
         )
-
-
-def reference_model_options(model: dict) -> dict:
-    """Model options that rebuild ``model`` through ``model_config`` (checkpoints keep only the config).
-
-    Only values that differ from the backbone's defaults are kept (and the small backbone's input size,
-    which the cache key always spells out), so a checkpoint trained with default options finds the
-    Retrain that ``demo`` cached. The small backbone's tokenizer is rebuilt from the
-    same training captions; CLIP keeps its pretrained source; clip-features its features file.
-    """
-    backbone = model.get("backbone", "small")
-    if backbone == "clip":
-        from crossforget.models.clip import DEFAULT_CLIP_MODEL, MAX_TEXT_LENGTH
-
-        defaults = {"clip_model": DEFAULT_CLIP_MODEL, "dropout": 0.2, "max_text_length": MAX_TEXT_LENGTH}
-        fields = {k: model[k] for k in defaults}
-        return {"backbone": "clip", **{k: v for k, v in fields.items() if v != defaults[k]}}
-    if backbone == "clip-features":
-        dropout = {} if model["dropout"] == 0.2 else {"dropout": model["dropout"]}
-        return {"backbone": "clip-features", "features": model["features"]["path"], **dropout}
-    # image_size stays explicit: the size model_config would pick depends on the data (scenes drawn at
-    # 64 px train at 64 unless told otherwise), so a dropped 48 would rebuild Retrain at another size.
-    return {
-        k: v
-        for k, v in model.items()
-        if k not in ("bits", "tokenizer") and (k == "image_size" or DEFAULT_MODEL.get(k) != v)
-    }
 
 
 def run_column(
@@ -131,15 +108,7 @@ def run_column(
     if method == "original":
         return original.model, {}, {}
     if method == "retrain":
-        retrain, cached = trained_reference(
-            reference.cache_dir,
-            loaded,
-            original.bits,
-            reference.recipe,
-            reference.seed,
-            request.classes,
-            reference.model_options,
-        )
+        retrain, cached = reference.retrain(loaded, original, request.classes)
         return retrain.model, {"train": retrain.config["training"]["seconds"]}, {"cached": cached}
     unlearning = create_method(method, **(options or {}))
 
@@ -208,7 +177,7 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
     """Every number of the table; methods with sampled data run once per seed, the rest once."""
     request = ForgetRequest(config.forget)
     part = partition(loaded.data, loaded.split, request)
-    reference = ReferenceRecipe(cache_dir, config.recipe, config.training_seed, config.model_options)
+    reference = ReferenceRecipe(cache_dir, config.recipe, config.training_seed)
     cache = ResultCache(cache_dir, loaded, part)
     results: dict = {"per_seed": {}, "timings": {}, "diagnostics": {}}
     for bits in config.bits:

@@ -10,8 +10,12 @@ from torch import nn
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.scenes.single import generate_scenes_single
 from crossforget.models.classifier import classifier_config
-from crossforget.tasks.classification import task as ct
+from crossforget.tasks.classification.evaluation import evaluate_classifier
 from crossforget.tasks.classification.probe import ClassificationProbeSizes, classification_probe
+from crossforget.tasks.classification.recipe import ClassifierRecipe
+from crossforget.tasks.classification.store import make_store
+from crossforget.tasks.classification.task import classification_task
+from crossforget.tasks.classification.training import train_classifier
 from crossforget.unlearning.methods import create_method
 
 
@@ -76,27 +80,25 @@ def test_a_request_without_forget_or_retained_training_images_is_an_error():
 def tiny():
     data = generate_scenes_single(num_train=160, num_test=80, image_size=32, num_classes=8, include=["dog"])
     config = classifier_config("resnet-small", data.num_classes, 32)
-    store = ct.make_store(data, config)
-    saved = ct.train_classifier(
-        data, store, config, ct.ClassifierRecipe(epochs=3), seed=0, show_progress=False
-    )
+    store = make_store(data, config)
+    saved = train_classifier(data, store, config, ClassifierRecipe(epochs=3), seed=0, show_progress=False)
     return data, store, saved
 
 
 def test_the_task_probe_matches_the_training_accuracies(tiny):
     data, store, saved = tiny
     forget = [data.class_index("dog")]
-    task = ct.classification_task(saved, data, store, forget)
+    task = classification_task(saved, data, store, forget)
     assert task.probe is not None and "training images" in task.probe.description
     scores = task.probe.score(saved.model)  # 20 dog and 140 retained images: all below the sample sizes
-    reference = ct.evaluate_classifier(saved.model, store, data, forget)
+    reference = evaluate_classifier(saved.model, store, data, forget)
     assert scores.forget == pytest.approx(reference["forget_acc_train"])
     assert scores.retain == pytest.approx(reference["retain_acc_train"])
 
 
 def test_ppp_runs_its_guard_on_a_classifier(tiny):
     data, store, saved = tiny
-    task = ct.classification_task(saved, data, store, [data.class_index("dog")])
+    task = classification_task(saved, data, store, [data.class_index("dog")])
     result = create_method("ppp").unlearn(saved.model, task, seed=0)
     guard = result.diagnostics["guard"]
     assert guard["acted_on"] in ("none", "retain", "forget", "both")

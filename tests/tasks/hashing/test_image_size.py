@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from crossforget.data.registry import DatasetSpec
-from crossforget.engine.reference_cache import cache_key
 from crossforget.engine.training import TrainingRecipe
-from crossforget.experiments.table2 import reference_model_options
 from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+from crossforget.tasks.hashing.reference import reference_key
 from crossforget.tasks.hashing.training import load_data, model_config, train_hashing
 
 TINY_MODEL = {"cnn_width": 4, "feature_dim": 16, "embed_dim": 8}
@@ -52,18 +51,14 @@ def test_an_explicit_model_size_is_honoured_and_recorded():
 
 
 def test_retrain_rebuilds_the_size_the_original_was_trained_at():
-    # 64-px scenes read at 48 px: the options Retrain is made from must keep the 48, not fall back to 64
+    # 64-px scenes read at 48 px: Retrain is keyed and built by the recorded config, so it keeps the 48
     loaded = load_data(DatasetSpec("scenes", {"num_items": 60, "image_size": 64}, 10, 40))
-    options = {**TINY_MODEL, "image_size": 48}
-    config = model_config(loaded.data, loaded.split, 16, options, loaded.spec)
-    rebuilt = reference_model_options(config)
-    assert model_config(loaded.data, loaded.split, 16, rebuilt, loaded.spec) == config
-    recipe = TrainingRecipe()
-    assert cache_key(loaded, 16, recipe, 0, ["dog"], rebuilt) != cache_key(loaded, 16, recipe, 0, ["dog"], {})
+    config = model_config(loaded.data, loaded.split, 16, {**TINY_MODEL, "image_size": 48}, loaded.spec)
     native = model_config(loaded.data, loaded.split, 16, TINY_MODEL, loaded.spec)
-    assert native["image_size"] == 64
-    assert cache_key(loaded, 16, recipe, 0, ["dog"], reference_model_options(native)) == cache_key(
-        loaded, 16, recipe, 0, ["dog"], TINY_MODEL
+    assert (config["image_size"], native["image_size"]) == (48, 64)
+    recipe = TrainingRecipe()
+    assert reference_key(loaded, recipe, 0, ["dog"], config) != reference_key(
+        loaded, recipe, 0, ["dog"], native
     )
 
 

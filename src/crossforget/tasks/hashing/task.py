@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
 
-from crossforget.core import distributed
 from crossforget.core.device import module_device
 from crossforget.core.reproducibility import seed_everything
 from crossforget.data.forget import ForgetRequest, partition
@@ -19,18 +17,16 @@ from crossforget.losses.base import ModelLoss
 from crossforget.losses.dsph import DSPHLoss
 from crossforget.models.factory import build_hasher
 from crossforget.models.inputs import BatchSource, iterate_batches
+from crossforget.tasks import adapters
 from crossforget.tasks.hashing.checkpoint import HashingCheckpoint
 from crossforget.tasks.hashing.probe import hashing_probe
 from crossforget.tasks.hashing.training import LoadedData, compute_prototypes, initial_model
-from crossforget.unlearning.fisher import diagonal_fisher
 from crossforget.unlearning.methods.base import (
     UnlearningMethod,
     UnlearningTask,
     UnlearnResult,
     stored_fisher_record,
 )
-
-STORED_FISHER_BATCH = 32
 
 
 def store_for(saved: HashingCheckpoint, loaded: LoadedData) -> BatchSource:
@@ -42,66 +38,6 @@ def _fixed_proxies(loss: DSPHLoss) -> DSPHLoss:
     fixed = copy.deepcopy(loss)
     fixed.proxies.requires_grad_(False)
     return fixed
-
-
-def _fit(
-    saved: HashingCheckpoint,
-    store: BatchSource,
-    model: nn.Module,
-    indices: np.ndarray,
-    epochs: int,
-    seed: int,
-    fresh_loss: bool,
-    lr_scale: float,
-) -> ModelLoss:
-    recipe = TrainingRecipe.from_dict(saved.config["training"]["recipe"])
-    recipe = dataclasses.replace(
-        recipe, epochs=epochs, encoder_lr=recipe.encoder_lr * lr_scale, head_lr=recipe.head_lr * lr_scale
-    )
-    if fresh_loss:
-        seed_everything(seed)
-        loss = DSPHLoss(saved.loss.num_classes, saved.loss.bits, saved.loss.margin, saved.loss.alpha_reg)
-    else:
-        loss = copy.deepcopy(saved.loss)
-        loss.proxies.requires_grad_(True)
-    loss.to(module_device(model))
-    train_model(model, loss, store, indices, recipe, seed, description="training")
-    return loss
-
-
-def _fresh(saved: HashingCheckpoint, seed: int) -> nn.Module:
-    """A model as training starts it (pretrained CLIP weights included), on the checkpoint's device."""
-    seed_everything(seed)
-    model, _ = initial_model(saved.config["model"])
-    model.to(module_device(saved.model))
-    model.eval()
-    return model
-
-
-def _random(saved: HashingCheckpoint, seed: int) -> nn.Module:
-    """The architecture with random weights everywhere (no pretrained CLIP), on the checkpoint's device."""
-    seed_everything(seed)
-    model, _ = build_hasher(saved.config["model"])
-    model.to(module_device(saved.model))
-    model.eval()
-    return model
-
-
-def _reinit_names(saved: HashingCheckpoint, model: nn.Module) -> list[str]:
-    """What Bad model re-initialises: everything trained from scratch."""
-    names = list(model.state_dict())
-    if saved.config["model"].get("pretrained", False):
-        return [n for n in names if n.startswith(("image_head.", "text_head."))]
-    return names
-
-
-def _prototypes(
-    saved: HashingCheckpoint, store: BatchSource, train: np.ndarray, modality: str
-) -> torch.Tensor:
-    protos = saved.prototypes or compute_prototypes(saved.model, store, train)
-    if modality == "both":
-        return (protos["image"] + protos["text"]) / 2
-    return protos[modality]
 
 
 def _codes(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -133,32 +69,74 @@ class _RelabelledStore:
         return {**batch, "labels": self.labels[indices].to(batch["labels"].device)}
 
 
-def _fit_relabelled(
-    saved: HashingCheckpoint,
-    store: BatchSource,
-    model: nn.Module,
-    indices: np.ndarray,
-    labels: torch.Tensor,
-    epochs: int,
-    seed: int,
-    lr: float,
-    batch_size: int,
-) -> None:
-    """The training recipe at learning rate ``lr`` on ``indices`` labelled ``labels``; proxies stay fixed."""
-    table = store.labels.clone()
-    table[torch.as_tensor(indices, dtype=torch.long, device=table.device)] = labels.to(table)
-    recipe = TrainingRecipe.from_dict(saved.config["training"]["recipe"])
-    recipe = dataclasses.replace(recipe, epochs=epochs, batch_size=batch_size, encoder_lr=lr, head_lr=lr)
-    loss = _fixed_proxies(saved.loss).to(module_device(model))
-    train_model(
-        model,
-        loss,
-        _RelabelledStore(store, table),
-        indices,
-        recipe,
-        seed,
-        description="relabelled",
-        show_progress=False,
+def _recipe(saved: HashingCheckpoint) -> TrainingRecipe:
+    return TrainingRecipe.from_dict(saved.config["training"]["recipe"])
+
+
+def _fit_recipe(saved: HashingCheckpoint, fresh: bool, epochs: int, lr_scale: float) -> TrainingRecipe:
+    """Retrain and Finetune: the training recipe with both learning rates scaled by ``lr_scale``."""
+    recipe = _recipe(saved)
+    return dataclasses.replace(
+        recipe, epochs=epochs, encoder_lr=recipe.encoder_lr * lr_scale, head_lr=recipe.head_lr * lr_scale
+    )
+
+
+def _fit_loss(saved: HashingCheckpoint, fresh: bool, seed: int, model: nn.Module) -> DSPHLoss:
+    """Retrain: new proxies (seeded); Finetune: the trained proxies, trainable again."""
+    if fresh:
+        seed_everything(seed)
+        loss = DSPHLoss(saved.loss.num_classes, saved.loss.bits, saved.loss.margin, saved.loss.alpha_reg)
+    else:
+        loss = copy.deepcopy(saved.loss)
+        loss.proxies.requires_grad_(True)
+    return loss.to(module_device(model))
+
+
+def _adapters(saved: HashingCheckpoint, store: BatchSource, train: np.ndarray) -> adapters.TrackAdapters:
+    config = saved.config["model"]
+
+    def build(pretrained: bool) -> nn.Module:
+        return (initial_model(config) if pretrained else build_hasher(config))[0]
+
+    def fit(
+        model: nn.Module, loss: ModelLoss, indices: np.ndarray, recipe: TrainingRecipe, seed: int, fresh: bool
+    ) -> None:
+        train_model(model, loss, store, indices, recipe, seed, description="training")
+
+    def relabelled(
+        model: nn.Module, indices: np.ndarray, labels: torch.Tensor, recipe: TrainingRecipe, seed: int
+    ) -> None:
+        """Proxies stay fixed; ``labels`` replace the rows of ``indices`` in the label table."""
+        table = store.labels.clone()
+        table[torch.as_tensor(indices, dtype=torch.long, device=table.device)] = labels.to(table)
+        loss = _fixed_proxies(saved.loss).to(module_device(model))
+        relabelled_store = _RelabelledStore(store, table)
+        train_model(
+            model,
+            loss,
+            relabelled_store,
+            indices,
+            recipe,
+            seed,
+            description="relabelled",
+            show_progress=False,
+        )
+
+    return adapters.TrackAdapters(
+        build=build,
+        pretrained=bool(config.get("pretrained", False)),
+        head_names=lambda model: [
+            n for n in model.state_dict() if n.startswith(("image_head.", "text_head."))
+        ],
+        fit_recipe=lambda fresh, epochs, lr_scale: _fit_recipe(saved, fresh, epochs, lr_scale),
+        relabel_recipe=lambda epochs, lr, batch_size: dataclasses.replace(
+            _recipe(saved), epochs=epochs, batch_size=batch_size, encoder_lr=lr, head_lr=lr
+        ),
+        fit_loss=lambda fresh, seed, model: _fit_loss(saved, fresh, seed, model),
+        train=fit,
+        train_relabelled=relabelled,
+        prototypes=lambda: saved.prototypes or compute_prototypes(saved.model, store, train),
+        device=module_device(saved.model),
     )
 
 
@@ -166,7 +144,7 @@ def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRe
     loaded.check(saved.config, f"the {saved.bits}-bit checkpoint")
     store = store_for(saved, loaded)
     part = partition(loaded.data, loaded.split, request)
-    return UnlearningTask(
+    return _adapters(saved, store, loaded.split.train).task(
         loss=_fixed_proxies(saved.loss),
         batches=lambda indices, size: iterate_batches(store, indices, size),
         labels=store.labels,
@@ -174,42 +152,25 @@ def hashing_task(saved: HashingCheckpoint, loaded: LoadedData, request: ForgetRe
         train_retain=part.train_retain,
         forget_classes=list(part.forget_classes),
         class_names=saved.class_names,
-        fit=partial(_fit, saved, store),
-        fresh_model=partial(_fresh, saved),
-        reinit_names=partial(_reinit_names, saved),
-        prototypes=partial(_prototypes, saved, store, loaded.split.train),
         stored_fisher=saved.fisher or None,
         stored_fisher_info=stored_fisher_record(saved.config, saved.fisher),
         training_epochs=int(saved.config["training"]["recipe"]["epochs"]),
         outputs=_codes,
         distillation_loss=_code_mse,
-        fit_relabelled=partial(_fit_relabelled, saved, store),
         probe=hashing_probe(store, loaded.split, part),
-        random_model=partial(_random, saved),
     )
 
 
 def attach_full_fisher(saved: HashingCheckpoint, loaded: LoadedData) -> None:
     """Store the full-training-set Fisher (batch estimator) so SSD can skip that pass later."""
     store = store_for(saved, loaded)
-    sharded = distributed.is_active()  # under torchrun: a block of whole batches per rank
-    train = loaded.split.train
-    if sharded:
-        train = distributed.shard_batches(train, STORED_FISHER_BATCH)
-    fisher = diagonal_fisher(
-        saved.model,
+    adapters.attach_full_fisher(
+        saved,
         _fixed_proxies(saved.loss),
-        iterate_batches(store, train, STORED_FISHER_BATCH),
-        estimator="batch",
+        lambda rows, size: iterate_batches(store, rows, size),
+        loaded.split.train,
         progress="full-data Fisher",
-        sharded=sharded,
     )
-    saved.fisher = fisher
-    saved.config["stored_fisher"] = {
-        "estimator": "batch",
-        "batch_size": STORED_FISHER_BATCH,
-        "samples": int(loaded.split.train.size),
-    }
 
 
 def run_method(

@@ -139,10 +139,15 @@ def train_hashing(
     exclude: Sequence[str] = (),
     model_options: dict | None = None,
     show_progress: bool = True,
+    model: dict | None = None,
 ) -> HashingCheckpoint:
-    """Train one bit length from scratch; returns the checkpoint object (not yet written)."""
+    """Train one bit length from scratch; returns the checkpoint object (not yet written).
+
+    ``model``: a whole model config (e.g. the one an Original recorded) to use instead of resolving
+    ``model_options`` at ``bits``.
+    """
     data, split = loaded.data, loaded.split
-    config = model_config(data, split, bits, model_options or {}, loaded.spec)
+    config = model if model is not None else model_config(data, split, bits, model_options or {}, loaded.spec)
     seed_everything(seed)
     model, preprocessor = initial_model(config)
     store = loaded.store_for(preprocessor)
