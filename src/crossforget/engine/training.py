@@ -81,6 +81,11 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def step_count(num_samples: int, batch_size: int, epochs: int) -> int:
+    """Optimiser steps of a run: the batches of one epoch (the last one may be short), times the epochs."""
+    return math.ceil(num_samples / batch_size) * epochs
+
+
 def _parameter_groups(model: nn.Module, recipe: TrainingRecipe) -> list[dict]:
     heads, encoders = [], []
     for name, param in model.named_parameters():
@@ -234,7 +239,7 @@ def train_model(
     keep_freed_memory()
     generator = seed_everything(seed)
     optimisers = TrainingOptimisers(model, loss, recipe)
-    total = math.ceil(len(indices) / recipe.batch_size) * recipe.epochs
+    total = step_count(len(indices), recipe.batch_size, recipe.epochs)
     warmup = int(recipe.warmup_fraction * total)
 
     def batches(shard: Shard) -> Iterable[Batch]:

@@ -8,15 +8,11 @@ import torch
 from torch import nn
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.data.scenes.single import generate_scenes_single
-from crossforget.models.classifier import classifier_config
 from crossforget.tasks.classification.evaluation import evaluate_classifier
 from crossforget.tasks.classification.probe import ClassificationProbeSizes, classification_probe
-from crossforget.tasks.classification.recipe import ClassifierRecipe
-from crossforget.tasks.classification.store import make_store
 from crossforget.tasks.classification.task import classification_task
-from crossforget.tasks.classification.training import train_classifier
 from crossforget.unlearning.methods import create_method
+from tests.tasks.classification.conftest import train_tiny
 
 
 class Lookup(nn.Module):
@@ -78,11 +74,7 @@ def test_a_request_without_forget_or_retained_training_images_is_an_error():
 
 @pytest.fixture(scope="module")
 def tiny():
-    data = generate_scenes_single(num_train=160, num_test=80, image_size=32, num_classes=8, include=["dog"])
-    config = classifier_config("resnet-small", data.num_classes, 32)
-    store = make_store(data, config)
-    saved = train_classifier(data, store, config, ClassifierRecipe(epochs=3), seed=0, show_progress=False)
-    return data, store, saved
+    return train_tiny(3)
 
 
 def test_the_task_probe_matches_the_training_accuracies(tiny):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Sequence
 
@@ -14,7 +13,7 @@ from crossforget.core import distributed
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.reproducibility import environment_stamp, seed_everything
 from crossforget.data.container import SingleLabelData
-from crossforget.engine.training import Shard, train_epochs, warmup_cosine
+from crossforget.engine.training import Shard, step_count, train_epochs, warmup_cosine
 from crossforget.losses.base import Batch
 from crossforget.losses.classification import CrossEntropyLoss
 from crossforget.models.classifier import ImageClassifier, build_classifier
@@ -64,7 +63,7 @@ def train_loop(
         raise CrossforgetError("no training samples; check the split and the forget request")
     generator = seed_everything(seed)
     optimiser = RecipeOptimiser(model, recipe)
-    total = math.ceil(len(indices) / recipe.batch_size) * recipe.epochs
+    total = step_count(len(indices), recipe.batch_size, recipe.epochs)
     warmup = int(recipe.warmup_fraction * total) if recipe.schedule == "cosine" else 0
 
     def batches(shard: Shard) -> Iterable[Batch]:
