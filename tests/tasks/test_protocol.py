@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from crossforget.data.single_label.dataset import generate_scenes_single
 
 from crossforget.data.registry import DatasetSpec
+from crossforget.data.scenes.single import generate_scenes_single
 from crossforget.engine.reference_cache import cache_key
 from crossforget.engine.training import TrainingRecipe
 from crossforget.models.classifier import classifier_config

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from crossforget.data.single_label.dataset import SingleLabelData
+from crossforget.data.container import SingleLabelData
 from crossforget.engine.reference_cache import cache_key, cached_reference
 from crossforget.metrics.mia import ShadowAttack
 from crossforget.tasks.classification.checkpoint import (
