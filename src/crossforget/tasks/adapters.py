@@ -105,15 +105,15 @@ class TrackAdapters:
 
     def task(self, **fields: Any) -> UnlearningTask:
         """The ``UnlearningTask`` with these adapters and the track's data ``fields`` (loss, batches, ...)."""
-        return UnlearningTask(
-            fit=self.fit,
-            fresh_model=self.fresh_model,
-            reinit_names=self.reinit_names,
-            prototypes=self.modality_prototypes,
-            fit_relabelled=self.fit_relabelled,
-            random_model=self.random_model,
-            **fields,
-        )
+        bound = {
+            "fit": self.fit,
+            "fresh_model": self.fresh_model,
+            "reinit_names": self.reinit_names,
+            "prototypes": self.modality_prototypes,
+            "fit_relabelled": self.fit_relabelled,
+            "random_model": self.random_model,
+        }
+        return UnlearningTask(**bound, **fields)
 
 
 class FisherHolder(Protocol):

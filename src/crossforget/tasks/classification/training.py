@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -66,17 +67,12 @@ def train_loop(
     total = step_count(len(indices), recipe.batch_size, recipe.epochs)
     warmup = int(recipe.warmup_fraction * total) if recipe.schedule == "cosine" else 0
 
+    epoch = partial(
+        classifier_batches, store, indices, recipe.batch_size, generator=generator, targets=targets
+    )
+
     def batches(shard: Shard) -> Iterable[Batch]:
-        return classifier_batches(
-            store,
-            indices,
-            recipe.batch_size,
-            shuffle=True,
-            generator=generator,
-            augment=recipe.augment,
-            targets=targets,
-            shard=shard,
-        )
+        return epoch(shuffle=True, augment=recipe.augment, shard=shard)
 
     def schedule(step: int) -> float:
         return warmup_cosine(step, total, warmup) if recipe.schedule == "cosine" else 1.0
