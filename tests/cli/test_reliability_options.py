@@ -202,7 +202,7 @@ def test_params_round_trip_through_json(work: Path) -> None:
     defaults = dataclasses.asdict(method_options("ppp")())
     params = work / "roundtrip.json"
     params.write_text(json.dumps({"method": "ppp", "params": defaults}))
-    from crossforget.cli.unlearn import read_params
+    from crossforget.cli.common import read_params
 
     assert read_params(params, "ppp") == defaults
     params.unlink()

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from crossforget.cli import main
-from crossforget.cli.table1 import method_options_from_args
+from crossforget.cli.common import method_options_from_args
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.scenes.single import generate_scenes_single
 from crossforget.experiments.table1 import METHODS, Table1Config, run_table1, table_rows, write_table1

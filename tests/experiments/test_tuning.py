@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from crossforget.cli import main
-from crossforget.cli.unlearn import read_params
+from crossforget.cli.common import read_params
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.splits import make_split

@@ -214,7 +214,7 @@ def test_clip_recipe_defaults_and_overrides(clip_run: Path, tiny_clip: Path, tmp
 
     assert recipe_for("small") == TrainingRecipe() and recipe_for("clip").epochs == 100
     from crossforget.cli import build_parser
-    from crossforget.cli.train import recipe_from_args
+    from crossforget.cli.common import recipe_from_args
 
     args = build_parser().parse_args(
         ["train", "--backbone", "clip", "--head-lr", "0.005", "--out", str(tmp_path)]

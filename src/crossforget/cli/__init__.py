@@ -1,10 +1,15 @@
 """The ``crossforget`` command line: one module per command, argparse underneath.
 
-argparse rather than typer/click: the documented syntax ``--bits 16 32 64`` needs options that take
+argparse rather than click: the documented syntax ``--bits 16 32 64`` needs options that take
 several values, which click cannot express.
 
 Only the module of the command being run is imported (``crossforget --help`` imports none of them, so
 no torch or transformers), and interrupts (Ctrl-C, SIGTERM) end every command with one line.
+
+A command module ``cli/<name>.py`` declares ``DESCRIPTION`` (optional), ``register(parser)`` (its flags
+on the parser made here, with the one-line help of ``COMMAND_HELP``) and either ``run(args)`` or
+sub-actions with their own handlers (``common.add_action``). The modules are looked up by name in
+``COMMAND_HELP``, so the process environment is set before any of them (or torch) is imported.
 """
 
 from __future__ import annotations
@@ -64,10 +69,27 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def set_program_environment() -> None:
+    """Process-wide settings the libraries read when they load, so set where the program starts
+    (before a command module imports torch): no OpenMP spinning on shared cores, no hub downloads."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _register(commands: argparse._SubParsersAction, name: str) -> None:
+    """Import command ``name``'s module and let it add its flags to its parser."""
+    module = importlib.import_module(f"crossforget.cli.{name}")
+    parser = commands.add_parser(
+        name, help=COMMAND_HELP[name], description=getattr(module, "DESCRIPTION", None)
+    )
+    module.register(parser)
+    if hasattr(module, "run"):
+        parser.set_defaults(handler=module.run)
+
+
 def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     """The parser with ``command`` fully registered and the others listed by name and help only
     ("*": all of them, e.g. for documentation)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: no spinning on shared cores
     parser = _Parser(
         prog="crossforget",
         description="Selective class unlearning for cross-modal hashing retrieval (PPP, SSD and baselines).",
@@ -76,7 +98,7 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMAND_HELP.items():
         if command in ("*", name):
-            importlib.import_module(f"crossforget.cli.{name}").register(commands)
+            _register(commands, name)
         else:
             commands.add_parser(name, help=help_text)
     return parser
@@ -154,7 +176,7 @@ def _report_failure(exc: BaseException, message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    set_program_environment()
     argv = list(sys.argv[1:] if argv is None else argv)
     with _sigterm_as_exception():
         try:

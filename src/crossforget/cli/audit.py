@@ -7,22 +7,21 @@ import json
 import sys
 from pathlib import Path
 
-from crossforget.cli import COMMAND_HELP
+from crossforget.cli.common import add_action
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("audit", help=COMMAND_HELP["audit"])
+def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="one line per record")
+    listing = add_action(actions, "list", run_list, help="one line per record")
     listing.add_argument("index", type=Path)
     listing.add_argument("--json", action="store_true", help="print the records as JSON")
-    listing.set_defaults(handler=run_list)
-    show = actions.add_parser("show", help="one record in full (JSON)")
+    show = add_action(actions, "show", run_show, help="one record in full (JSON)")
     show.add_argument("index", type=Path)
     show.add_argument("seq", type=int, help="the record number (0 is the build)")
-    show.set_defaults(handler=run_show)
-    verify = actions.add_parser(
+    verify = add_action(
+        actions,
         "verify",
+        run_verify,
         help="check the hash chain and that the serving version matches its record",
         description="Exit 0 when intact, 1 (with every problem listed) when not.",
     )
@@ -33,7 +32,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="HASH",
         help="the head hash you kept: also detects records cut off the end",
     )
-    verify.set_defaults(handler=run_verify)
 
 
 def run_list(args: argparse.Namespace) -> int:

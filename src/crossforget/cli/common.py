@@ -1,13 +1,45 @@
-"""Options shared by several commands, and parsing helpers."""
+"""Options shared by several commands, parsing helpers, and how a command declares its sub-actions.
+
+Each command module (cli/<command>.py) gets its parser from the dispatcher (cli/__init__.py), adds its
+flags with the groups below and names its handler; this is the only module command modules share.
+The library modules behind torch are imported inside the helpers that need them: the live-index
+commands (index, search, audit, serve) parse and print their help without loading torch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.registry import DatasetSpec, dataset_entries, dataset_entry
+
+if TYPE_CHECKING:
+    from crossforget.engine.training import TrainingRecipe
+
+Handler = Callable[[argparse.Namespace], int]
+
+# Flags that map onto method options of the same (or the paper's) name; their values are checked
+# against the method's options (types, ranges, finiteness) like --option values.
+OPTION_FLAGS = ("forget_samples", "alpha", "tau", "lam", "lam_max", "k", "estimator", "epochs")
+
+
+def add_action(
+    actions: argparse._SubParsersAction,
+    name: str,
+    handler: Handler,
+    help: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """One sub-action of a command (``data preview``, ``sweep classes``, ...) that runs ``handler``."""
+    parser = actions.add_parser(name, help=help, description=description)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def finite_float(text: str) -> float:
@@ -224,3 +256,135 @@ def features_dataset(args: argparse.Namespace) -> dict | None:
     from crossforget.models.features import read_metadata
 
     return read_metadata(args.features)["dataset"]
+
+
+def add_learning_rate_options(parser: argparse.ArgumentParser) -> None:
+    """--lr, --encoder-lr and --head-lr of the hashing training recipe (train, demo)."""
+    parser.add_argument("--lr", type=finite_float, default=None, help="learning rate of encoders and heads")
+    parser.add_argument(
+        "--encoder-lr",
+        type=finite_float,
+        default=None,
+        help="learning rate of the encoders (default: small 2e-3, CLIP 1e-5)",
+    )
+    parser.add_argument(
+        "--head-lr",
+        type=finite_float,
+        default=None,
+        help="learning rate of the hash heads (default: small 2e-3, CLIP 1e-3)",
+    )
+
+
+def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
+    """The backbone's default recipe (DSPH's for CLIP), then the flags; --encoder-lr/--head-lr beat --lr."""
+    from crossforget.engine.training import recipe_for
+
+    recipe = recipe_for(args.backbone)
+    if args.epochs is not None:
+        recipe.epochs = args.epochs
+    if args.batch_size is not None:
+        recipe.batch_size = args.batch_size
+    if args.lr is not None:
+        recipe.encoder_lr = recipe.head_lr = args.lr
+    if args.encoder_lr is not None:
+        recipe.encoder_lr = args.encoder_lr
+    if args.head_lr is not None:
+        recipe.head_lr = args.head_lr
+    if recipe.epochs < 1 or recipe.batch_size < 1:
+        raise CrossforgetError("--epochs and --batch-size must be at least 1")
+    if min(recipe.encoder_lr, recipe.head_lr) <= 0:
+        raise CrossforgetError("learning rates must be positive")
+    return recipe
+
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """--method, --seed and the method option flags, shared by ``unlearn`` and ``forget``."""
+    from crossforget.unlearning.methods import method_names
+
+    parser.add_argument("--method", default="ppp", help="one of: " + ", ".join(method_names()))
+    parser.add_argument("--seed", type=int, default=0, help="seed of the forget/retain samples")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="JSON file of method options (e.g. best.json from `crossforget tune`)",
+    )
+    parser.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="any method option, repeatable"
+    )
+    for name in OPTION_FLAGS:
+        flag = "--" + name.replace("_", "-")
+        aliases = [flag] + (["--lambda"] if name == "lam" else ["--lambda-max"] if name == "lam_max" else [])
+        parser.add_argument(*aliases, dest=name, type=parse_value, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--retain-budget",
+        default=None,
+        metavar="POINTS|off",
+        help="PPP's forgetting guard: allowed D_r drop on held-out items in points (default 1.0); "
+        "'off' applies the configured alpha unchecked",
+    )
+
+
+def method_settings(args: argparse.Namespace) -> dict:
+    """Options from --params, then explicit flags, then --option (later ones win)."""
+    options: dict = {}
+    if args.params is not None:
+        options.update(read_params(args.params, args.method))
+    options.update({k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None})
+    if args.retain_budget is not None:
+        options["retain_budget"] = retain_budget(args.retain_budget)
+    options.update(parse_options(args.option))
+    return options
+
+
+def retain_budget(text: str) -> float | None:
+    """``--retain-budget``: a finite number of points >= 0, or 'off' (None: no guard)."""
+    if text.strip().lower() in {"off", "none"}:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise CrossforgetError(
+            f"--retain-budget {text!r} is not a budget; give mAP points >= 0 (e.g. 1.0) or 'off'"
+        )
+    return value
+
+
+def read_params(path: Path, method: str) -> dict:
+    """A params file is either {option: value} or the tuner's {"method": ..., "params": {...}};
+    the values are checked against the method's options."""
+    from crossforget.unlearning.methods import validate_options
+
+    shape = 'a JSON object {"option": value, ...} or {"method": ..., "params": {...}} (best.json of tune)'
+    try:
+        payload = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise CrossforgetError(f"cannot read --params {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise CrossforgetError(f"--params {path} is not UTF-8 text; it must hold {shape}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise CrossforgetError(
+            f"--params {path} is not valid JSON ({reason}); it must hold {shape}"
+        ) from None
+    if isinstance(payload, dict) and "params" in payload:
+        if payload.get("method", method) != method:
+            raise CrossforgetError(f"{path} holds parameters for {payload['method']!r}, not {method}")
+        payload = payload["params"]
+    if not isinstance(payload, dict):
+        raise CrossforgetError(f"--params {path} holds a JSON {type(payload).__name__}; it must hold {shape}")
+    return validate_options(method, payload)
+
+
+def add_params_files(parser: argparse.ArgumentParser) -> None:
+    """--ppp-params and --ssd-params: tuned options of the sampled methods (demo, sweep)."""
+    parser.add_argument("--ppp-params", type=Path, default=None, help="JSON of PPP options (e.g. from tune)")
+    parser.add_argument("--ssd-params", type=Path, default=None, help="JSON of SSD options (e.g. from tune)")
+
+
+def params_files(args: argparse.Namespace) -> dict[str, dict]:
+    """The options of --ppp-params / --ssd-params, by method (only the files given)."""
+    files = (("ppp", args.ppp_params), ("ssd", args.ssd_params))
+    return {method: read_params(path, method) for method, path in files if path is not None}

@@ -8,25 +8,23 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from crossforget.cli import COMMAND_HELP
-from crossforget.cli.common import add_dataset_options, data_inputs, dataset_spec
+from crossforget.cli.common import add_action, add_dataset_options, data_inputs, dataset_spec
 from crossforget.core.io import check_writable, guard_output
 from crossforget.data.registry import load_dataset
 from crossforget.reporting.tables import print_table
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("data", help=COMMAND_HELP["data"])
+def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    preview = actions.add_parser("preview", help="write a PNG grid of samples with captions and labels")
+    preview = add_action(
+        actions, "preview", run_preview, help="write a PNG grid of samples with captions and labels"
+    )
     add_dataset_options(preview)
     preview.add_argument("--out", type=Path, required=True, help="PNG file to write")
     preview.add_argument("--count", type=int, default=16, help="number of samples (default 16)")
     preview.add_argument("--seed", type=int, default=0, help="which samples to show")
-    preview.set_defaults(handler=run_preview)
-    info = actions.add_parser("info", help="print sizes, split and label frequencies")
+    info = add_action(actions, "info", run_info, help="print sizes, split and label frequencies")
     add_dataset_options(info)
-    info.set_defaults(handler=run_info)
 
 
 def run_preview(args: argparse.Namespace) -> int:

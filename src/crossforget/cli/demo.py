@@ -7,32 +7,32 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import (
     add_backbone_options,
     add_dataset_options,
     add_device_options,
+    add_learning_rate_options,
+    add_params_files,
     data_inputs,
     dataset_spec,
     device_settings,
     features_dataset,
     model_options,
+    params_files,
+    recipe_from_args,
 )
-from crossforget.cli.train import add_learning_rate_options, recipe_from_args
-from crossforget.cli.unlearn import read_params
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.experiments.table2 import Table2Config, run_table2, write_table2
 from crossforget.tasks.hashing.training import load_data
 from crossforget.unlearning.methods import method_names
 
+DESCRIPTION = (
+    "Train (or load cached) references, run every method, print and "
+    "save the paper's Table 2 layout with |Delta| rows."
+)
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "demo",
-        help=COMMAND_HELP["demo"],
-        description="Train (or load cached) references, run every method, print and "
-        "save the paper's Table 2 layout with |Delta| rows.",
-    )
+
+def register(parser: argparse.ArgumentParser) -> None:
     add_dataset_options(parser)
     add_backbone_options(parser)
     add_device_options(parser)
@@ -60,10 +60,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="training epochs of Original/Retrain")
     parser.add_argument("--batch-size", type=int, default=None)
     add_learning_rate_options(parser)
-    parser.add_argument("--ppp-params", type=Path, default=None, help="JSON of PPP options (e.g. from tune)")
-    parser.add_argument("--ssd-params", type=Path, default=None, help="JSON of SSD options (e.g. from tune)")
+    add_params_files(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,11 +69,7 @@ def run(args: argparse.Namespace) -> int:
     guard_output(args.out, data_inputs(args) + inputs)
     prepare_output_dir(args.out, args.overwrite)
     console = Console(stderr=True)
-    method_options = {}
-    if args.ppp_params:
-        method_options["ppp"] = read_params(args.ppp_params, "ppp")
-    if args.ssd_params:
-        method_options["ssd"] = read_params(args.ssd_params, "ssd")
+    method_options = params_files(args)
     config = Table2Config(
         forget=args.forget,
         bits=args.bits,

@@ -7,20 +7,16 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings
 from crossforget.core import distributed
 from crossforget.core.io import check_writable, guard_output
 from crossforget.reporting.tables import print_table, write_results
 from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs, evaluate_checkpoints, evaluation_rows
 
+DESCRIPTION = "Evaluate hashing checkpoints under a forget request."
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "evaluate",
-        help=COMMAND_HELP["evaluate"],
-        description="Evaluate hashing checkpoints under a forget request.",
-    )
+
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
@@ -36,7 +32,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="folder for evaluation.json/.csv/.md (default: the checkpoint folder)",
     )
     add_device_options(parser)
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import (
+    add_action,
     add_dataset_options,
     add_device_options,
     data_inputs,
@@ -20,16 +20,15 @@ from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import check_writable, guard_output
 from crossforget.tasks.hashing.training import load_data
 
+DESCRIPTION = "Cached CLIP embeddings for `train --backbone clip-features`."
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "features",
-        help=COMMAND_HELP["features"],
-        description="Cached CLIP embeddings for `train --backbone clip-features`.",
-    )
+
+def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    extract = actions.add_parser(
+    extract = add_action(
+        actions,
         "extract",
+        run_extract,
         help="embed every image and caption of a dataset with CLIP",
         description="Write image embeddings (N, d), caption embeddings (N, K, d) and "
         "metadata to one safetensors file, atomically.",
@@ -46,7 +45,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     extract.add_argument("--batch-size", type=int, default=256, help="images or captions per forward pass")
     extract.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_device_options(extract)
-    extract.set_defaults(handler=run_extract)
 
 
 def run_extract(args: argparse.Namespace) -> int:

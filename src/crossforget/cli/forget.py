@@ -6,18 +6,16 @@ import argparse
 import json
 from pathlib import Path
 
-from crossforget.cli import COMMAND_HELP
-from crossforget.cli.unlearn import add_method_options, method_settings
+from crossforget.cli.common import add_method_options, method_settings
 from crossforget.core.errors import CrossforgetError
 
+DESCRIPTION = (
+    "Unlearn classes from the serving model, delete items, re-encode the rest and swap "
+    "the new version in atomically; one audit record per request."
+)
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "forget",
-        help=COMMAND_HELP["forget"],
-        description="Unlearn classes from the serving model, delete items, re-encode the rest and swap "
-        "the new version in atomically; one audit record per request.",
-    )
+
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("index", type=Path, help="the index folder")
     parser.add_argument("--classes", nargs="+", default=[], metavar="CLASS", help="classes to forget")
     parser.add_argument("--items", type=Path, default=None, help="a file of item ids to delete, one a line")
@@ -29,7 +27,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_method_options(parser)
     parser.add_argument("--json", action="store_true", help="print the audit record as JSON")
     parser.add_argument("--device", default="cpu", help="where the model runs (default cpu; auto, cuda[:N])")
-    parser.set_defaults(handler=run)
 
 
 def read_items(path: Path | None) -> list[str]:

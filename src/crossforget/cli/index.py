@@ -7,16 +7,22 @@ import dataclasses
 import json
 from pathlib import Path
 
-from crossforget.cli import COMMAND_HELP
-from crossforget.cli.common import add_dataset_options, add_device_options, data_inputs, dataset_spec
+from crossforget.cli.common import (
+    add_action,
+    add_dataset_options,
+    add_device_options,
+    data_inputs,
+    dataset_spec,
+)
 from crossforget.core.errors import CrossforgetError
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("index", help=COMMAND_HELP["index"])
+def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    build = actions.add_parser(
+    build = add_action(
+        actions,
         "build",
+        run_build,
         help="encode the database with a checkpoint into a new index folder",
         description="Encode every database item (both modalities) with the checkpoint and store the "
         "binary codes in FAISS (exact IndexBinaryFlat with stable ids; optionally IndexBinaryIVF).",
@@ -39,12 +45,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
     add_dataset_options(build)
     add_device_options(build)
-    build.set_defaults(handler=run_build)
-    info = actions.add_parser("info", help="what an index holds: version, items, model, forgotten classes")
+    info = add_action(
+        actions, "info", run_info, help="what an index holds: version, items, model, forgotten classes"
+    )
     info.add_argument("index", type=Path, help="the index folder")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.add_argument("--items", action="store_true", help="also list every item id")
-    info.set_defaults(handler=run_info)
 
 
 def _spec(args: argparse.Namespace, saved: object) -> object:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli import COMMAND_HELP
-from crossforget.cli.common import add_device_options, device_settings, parse_options
+from crossforget.cli.common import add_action, add_device_options, device_settings, parse_options
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_write_json, check_writable, guard_output
 from crossforget.experiments.density import (
@@ -23,11 +22,12 @@ from crossforget.experiments.density import (
 )
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("plot", help=COMMAND_HELP["plot"])
+def register(parser: argparse.ArgumentParser) -> None:
     figures = parser.add_subparsers(dest="figure", metavar="FIGURE", required=True)
-    density = figures.add_parser(
+    density = add_action(
+        figures,
         "density",
+        run_density,
         help="2-D density of codes or features per group: forget, neighbour, other retained (Fig. 1)",
         description="Reduce the training samples' real-valued codes (hashing) or penultimate features "
         "(classifier) to 2-D and draw a kernel density per group, with marginal densities. Neighbours are "
@@ -70,7 +70,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     density.add_argument("--overwrite", action="store_true", help="replace an existing figure")
     add_device_options(density)
-    density.set_defaults(handler=run_density)
 
 
 def run_density(args: argparse.Namespace) -> int:

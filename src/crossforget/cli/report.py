@@ -7,23 +7,20 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli import COMMAND_HELP
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.reporting.report import build_report, find_results, write_report
 
+DESCRIPTION = (
+    "Finds results.json (demo, table1, sweeps), best.json (tune) and density-plot JSON under "
+    "the folders and writes report.md, report.html and figures/ (no external assets)."
+)
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "report",
-        help=COMMAND_HELP["report"],
-        description="Finds results.json (demo, table1, sweeps), best.json (tune) and density-plot JSON under "
-        "the folders and writes report.md, report.html and figures/ (no external assets).",
-    )
+
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="folders searched recursively")
     parser.add_argument("--out", type=Path, default=Path("report"), help="report folder (default report/)")
     parser.add_argument("--title", default="crossforget results", help="report title")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty report folder")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

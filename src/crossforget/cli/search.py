@@ -6,16 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from crossforget.cli import COMMAND_HELP
+DESCRIPTION = (
+    "Rank the index's items by Hamming distance to the query's code (ties by database "
+    "index, as the exact mAP ranks them)."
+)
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "search",
-        help=COMMAND_HELP["search"],
-        description="Rank the index's items by Hamming distance to the query's code (ties by database "
-        "index, as the exact mAP ranks them).",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("index", type=Path, help="the index folder")
     query = parser.add_mutually_exclusive_group(required=True)
     query.add_argument("--text", help="a sentence: images nearest it (text-to-image)")
@@ -29,7 +26,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="refuse to search unless the index serves this checkpoint (its sha256 must match)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

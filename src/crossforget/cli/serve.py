@@ -7,19 +7,17 @@ import ipaddress
 import os
 from pathlib import Path
 
-from crossforget.cli import COMMAND_HELP
 from crossforget.core.errors import CrossforgetError
 
 TOKEN_ENV = "CROSSFORGET_TOKEN"
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "serve",
-        help=COMMAND_HELP["serve"],
-        description="GET /search, POST /search/image, POST /forget (background job), GET /jobs/ID, "
-        "GET /audit, GET /health.",
-    )
+DESCRIPTION = (
+    "GET /search, POST /search/image, POST /forget (background job), GET /jobs/ID, GET /audit, GET /health."
+)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("index", type=Path, help="the index folder")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
@@ -30,7 +28,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=None,
         help=f"bearer token required by POST /forget (default: ${TOKEN_ENV}; none: no check)",
     )
-    parser.set_defaults(handler=run)
 
 
 def _loopback(host: str) -> bool:

@@ -7,9 +7,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli import COMMAND_HELP
-from crossforget.cli.common import add_device_options, device_settings, method_options_from_args
-from crossforget.cli.unlearn import read_params
+from crossforget.cli.common import (
+    add_action,
+    add_device_options,
+    add_params_files,
+    device_settings,
+    method_options_from_args,
+    params_files,
+)
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.experiments.panel import PANELS, panel_sets, request_points, write_panel
 from crossforget.experiments.sweeps import (
@@ -28,19 +33,20 @@ from crossforget.experiments.sweeps import (
     write_sweep,
 )
 
+DESCRIPTION = (
+    "Run PPP (and SSD) over several forget settings, with Original and "
+    "Retrain as ground truths; mean mAP with 95% confidence intervals over seeds."
+)
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "sweep",
-        help=COMMAND_HELP["sweep"],
-        description="Run PPP (and SSD) over several forget settings, with Original and "
-        "Retrain as ground truths; mean mAP with 95% confidence intervals over seeds.",
-    )
+
+def register(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="sweep", metavar="SWEEP", required=True)
     paper = " ".join('"' + ",".join(s) + '"' for s in PAPER_CLASS_SETS)
     stand_ins = ", ".join(f"{k} -> {' or '.join(v)}" for k, v in SUBSTITUTES.items())
-    classes = kinds.add_parser(
+    classes = add_action(
+        kinds,
         "classes",
+        run,
         help="forget growing sets of classes (Fig. 3)",
         description=f"Default sets (the paper's): {paper}; a class the data lacks is replaced ({stand_ins}).",
     )
@@ -52,8 +58,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="comma-separated class sets, one per point (default: the paper's four)",
     )
     _common(classes, "classes")
-    samples = kinds.add_parser(
+    samples = add_action(
+        kinds,
         "samples",
+        run,
         help="vary the forget sample size (Fig. 4)",
         description="Forget one request with several forget sample sizes.",
     )
@@ -68,8 +76,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="forget sample sizes (default 20 40 60 80 100)",
     )
     _common(samples, "samples")
-    requests = kinds.add_parser(
+    requests = add_action(
+        kinds,
         "requests",
+        run,
         help="a panel of forget requests, worst case reported (robustness)",
         description="Run every request of a panel (single classes and multi-class sets) and report "
         "|Delta| per request at its worst seed, the mean and the worst request. Panels: "
@@ -102,8 +112,7 @@ def _common(parser: argparse.ArgumentParser, kind: str) -> None:
         action="store_true",
         help="skip the Retrain ground truth (no training; no |Delta| D_f)",
     )
-    parser.add_argument("--ppp-params", type=Path, default=None, help="JSON of PPP options (e.g. from tune)")
-    parser.add_argument("--ssd-params", type=Path, default=None, help="JSON of SSD options (e.g. from tune)")
+    add_params_files(parser)
     parser.add_argument(
         "--method-option",
         action="append",
@@ -123,14 +132,10 @@ def _common(parser: argparse.ArgumentParser, kind: str) -> None:
         "(database minus train), the one to choose settings on",
     )
     add_device_options(parser)
-    parser.set_defaults(handler=run)
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, dict]:
-    options: dict[str, dict] = {}
-    for method, path in (("ppp", args.ppp_params), ("ssd", args.ssd_params)):
-        if path is not None:
-            options[method] = read_params(path, method)
+    options = params_files(args)
     for method, values in method_options_from_args(args.method_option).items():
         options.setdefault(method, {}).update(values)
     return options

@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import finite_float, method_options_from_args, parse_options
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
@@ -19,13 +18,13 @@ from crossforget.models.classifier import ARCHITECTURES, DEFAULT_IMAGE_SIZE
 from crossforget.tasks.classification.recipe import ClassifierRecipe
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "table1",
-        help=COMMAND_HELP["table1"],
-        description="Train (or load cached) classifiers, run every method over seeds and write the paper's "
-        "Table 1 (D_f Acc, D_r Acc, MIA; mean ± std) as JSON, CSV, Markdown and PNG.",
-    )
+DESCRIPTION = (
+    "Train (or load cached) classifiers, run every method over seeds and write the paper's "
+    "Table 1 (D_f Acc, D_r Acc, MIA; mean ± std) as JSON, CSV, Markdown and PNG."
+)
+
+
+def register(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
     datasets = dataset_entries("single")
     data.add_argument(
@@ -101,7 +100,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="torch CPU threads (default 1: on a shared machine more threads often run slower)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
-    parser.set_defaults(handler=run)
 
 
 def recipe_from_args(args: argparse.Namespace) -> ClassifierRecipe:

@@ -7,33 +7,29 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import (
     add_backbone_options,
     add_dataset_options,
     add_device_options,
+    add_learning_rate_options,
     data_inputs,
     dataset_spec,
     device_settings,
     features_dataset,
-    finite_float,
     model_options,
+    recipe_from_args,
 )
 from crossforget.core import distributed
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_directory, atomic_write_json, guard_output, prepare_output_dir
-from crossforget.engine.training import TrainingRecipe, recipe_for
 from crossforget.tasks.hashing.checkpoint import save_hashing_checkpoint
 from crossforget.tasks.hashing.task import attach_full_fisher
 from crossforget.tasks.hashing.training import load_data, train_hashing
 
+DESCRIPTION = "Train the cross-modal hashing model with the DSPH loss."
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "train",
-        help=COMMAND_HELP["train"],
-        description="Train the cross-modal hashing model with the DSPH loss.",
-    )
+
+def register(parser: argparse.ArgumentParser) -> None:
     add_dataset_options(parser)
     add_backbone_options(parser)
     add_device_options(parser)
@@ -60,43 +56,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="also store the full-data Fisher (lets SSD skip its pass over the training set)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    parser.set_defaults(handler=run)
-
-
-def add_learning_rate_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lr", type=finite_float, default=None, help="learning rate of encoders and heads")
-    parser.add_argument(
-        "--encoder-lr",
-        type=finite_float,
-        default=None,
-        help="learning rate of the encoders (default: small 2e-3, CLIP 1e-5)",
-    )
-    parser.add_argument(
-        "--head-lr",
-        type=finite_float,
-        default=None,
-        help="learning rate of the hash heads (default: small 2e-3, CLIP 1e-3)",
-    )
-
-
-def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
-    """The backbone's default recipe (DSPH's for CLIP), then the flags; --encoder-lr/--head-lr beat --lr."""
-    recipe = recipe_for(args.backbone)
-    if args.epochs is not None:
-        recipe.epochs = args.epochs
-    if args.batch_size is not None:
-        recipe.batch_size = args.batch_size
-    if args.lr is not None:
-        recipe.encoder_lr = recipe.head_lr = args.lr
-    if args.encoder_lr is not None:
-        recipe.encoder_lr = args.encoder_lr
-    if args.head_lr is not None:
-        recipe.head_lr = args.head_lr
-    if recipe.epochs < 1 or recipe.batch_size < 1:
-        raise CrossforgetError("--epochs and --batch-size must be at least 1")
-    if min(recipe.encoder_lr, recipe.head_lr) <= 0:
-        raise CrossforgetError("learning rates must be positive")
-    return recipe
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli import COMMAND_HELP
 from crossforget.cli.common import add_device_options, device_settings, parse_options
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
@@ -31,18 +30,17 @@ from crossforget.experiments.tuning import (
 )
 from crossforget.unlearning.methods import validate_options
 
+_SPACES = "; ".join(
+    f"{m}: " + ", ".join(f"{k} {d.kind} [{d.low:g}, {d.high:g}]" for k, d in space.items())
+    for m, space in SEARCH_SPACES.items()
+)
+DESCRIPTION = (
+    "Minimise |Delta| D_f (to Retrain) + |Delta| D_r (to Original) on held-out database "
+    f"items (never the query set). Search spaces: {_SPACES}. Resumable; workers may share --storage."
+)
 
-def register(commands: argparse._SubParsersAction) -> None:
-    spaces = "; ".join(
-        f"{m}: " + ", ".join(f"{k} {d.kind} [{d.low:g}, {d.high:g}]" for k, d in space.items())
-        for m, space in SEARCH_SPACES.items()
-    )
-    parser = commands.add_parser(
-        "tune",
-        help=COMMAND_HELP["tune"],
-        description="Minimise |Delta| D_f (to Retrain) + |Delta| D_r (to Original) on held-out database "
-        f"items (never the query set). Search spaces: {spaces}. Resumable; workers may share --storage.",
-    )
+
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, choices=sorted(SEARCH_SPACES))
     parser.add_argument(
         "--checkpoint", required=True, type=Path, help="Original checkpoint folder (bits<B>/)"
@@ -96,7 +94,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default runs/tune-STUDY)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
     add_device_options(parser)
-    parser.set_defaults(handler=run)
 
 
 def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:

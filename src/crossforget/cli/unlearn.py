@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli import COMMAND_HELP
-from crossforget.cli.common import add_device_options, device_settings, parse_options, parse_value
-from crossforget.core.errors import CrossforgetError
+from crossforget.cli.common import add_device_options, add_method_options, device_settings, method_settings
 from crossforget.core.io import atomic_directory, atomic_write_json, guard_output, prepare_output_dir
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest
@@ -21,19 +17,12 @@ from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint, save_h
 from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs, evaluation_rows
 from crossforget.tasks.hashing.task import run_method
 from crossforget.tasks.hashing.training import load_data
-from crossforget.unlearning.methods import create_method, method_names, validate_options
+from crossforget.unlearning.methods import create_method
 
-# Flags that map onto method options of the same (or the paper's) name; their values are checked
-# against the method's options (types, ranges, finiteness) like --option values.
-OPTION_FLAGS = ("forget_samples", "alpha", "tau", "lam", "lam_max", "k", "estimator", "epochs")
+DESCRIPTION = "Run one unlearning method; the input checkpoint is never modified."
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "unlearn",
-        help=COMMAND_HELP["unlearn"],
-        description="Run one unlearning method; the input checkpoint is never modified.",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
@@ -48,84 +37,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     add_device_options(parser)
-    parser.set_defaults(handler=run)
-
-
-def add_method_options(parser: argparse.ArgumentParser) -> None:
-    """--method, --seed and the method option flags, shared by ``unlearn`` and ``forget``."""
-    parser.add_argument("--method", default="ppp", help="one of: " + ", ".join(method_names()))
-    parser.add_argument("--seed", type=int, default=0, help="seed of the forget/retain samples")
-    parser.add_argument(
-        "--params",
-        type=Path,
-        default=None,
-        help="JSON file of method options (e.g. best.json from `crossforget tune`)",
-    )
-    parser.add_argument(
-        "--option", action="append", metavar="KEY=VALUE", help="any method option, repeatable"
-    )
-    for name in OPTION_FLAGS:
-        flag = "--" + name.replace("_", "-")
-        aliases = [flag] + (["--lambda"] if name == "lam" else ["--lambda-max"] if name == "lam_max" else [])
-        parser.add_argument(*aliases, dest=name, type=parse_value, default=None, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--retain-budget",
-        default=None,
-        metavar="POINTS|off",
-        help="PPP's forgetting guard: allowed D_r drop on held-out items in points (default 1.0); "
-        "'off' applies the configured alpha unchecked",
-    )
-
-
-def method_settings(args: argparse.Namespace) -> dict:
-    """Options from --params, then explicit flags, then --option (later ones win)."""
-    options: dict = {}
-    if args.params is not None:
-        options.update(read_params(args.params, args.method))
-    options.update({k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None})
-    if args.retain_budget is not None:
-        options["retain_budget"] = retain_budget(args.retain_budget)
-    options.update(parse_options(args.option))
-    return options
-
-
-def retain_budget(text: str) -> float | None:
-    """``--retain-budget``: a finite number of points >= 0, or 'off' (None: no guard)."""
-    if text.strip().lower() in {"off", "none"}:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise CrossforgetError(
-            f"--retain-budget {text!r} is not a budget; give mAP points >= 0 (e.g. 1.0) or 'off'"
-        )
-    return value
-
-
-def read_params(path: Path, method: str) -> dict:
-    """A params file is either {option: value} or the tuner's {"method": ..., "params": {...}};
-    the values are checked against the method's options."""
-    shape = 'a JSON object {"option": value, ...} or {"method": ..., "params": {...}} (best.json of tune)'
-    try:
-        payload = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as exc:
-        raise CrossforgetError(f"cannot read --params {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError:
-        raise CrossforgetError(f"--params {path} is not UTF-8 text; it must hold {shape}") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-        raise CrossforgetError(
-            f"--params {path} is not valid JSON ({reason}); it must hold {shape}"
-        ) from None
-    if isinstance(payload, dict) and "params" in payload:
-        if payload.get("method", method) != method:
-            raise CrossforgetError(f"{path} holds parameters for {payload['method']!r}, not {method}")
-        payload = payload["params"]
-    if not isinstance(payload, dict):
-        raise CrossforgetError(f"--params {path} holds a JSON {type(payload).__name__}; it must hold {shape}")
-    return validate_options(method, payload)
 
 
 def run(args: argparse.Namespace) -> int:
