@@ -71,11 +71,6 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def local_rank() -> int:
-    """This process's index on its node (torchrun's ``LOCAL_RANK``): which GPU it drives."""
-    return _env_int("LOCAL_RANK", 0)
-
-
 def backend_for(device: torch.device) -> str:
     """nccl between GPUs, gloo between CPU processes."""
     return "nccl" if device.type == "cuda" else "gloo"

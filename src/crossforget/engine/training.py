@@ -10,7 +10,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
@@ -47,10 +47,11 @@ class TrainingRecipe:
     proxy_momentum: float = 0.9
     proxy_weight_decay: float = 5e-4
     augment: bool = True
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # "extra" was a field no code set; it stays (empty) in the dict, which keys the reference
+        # cache and checkpoint configs, so references trained before still hit the cache.
+        return {**asdict(self), "extra": {}}
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingRecipe:
