@@ -25,6 +25,14 @@ DESCRIPTION = (
 
 
 def register(parser: argparse.ArgumentParser) -> None:
+    _add_data_options(parser)
+    _add_method_options(parser)
+    _add_model_options(parser)
+    _add_run_options(parser)
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """Which single-label data set, where it lives and how it is split."""
     data = parser.add_argument_group("data")
     datasets = dataset_entries("single")
     data.add_argument(
@@ -51,6 +59,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "digits: split_seed; imagenet100: num_classes, images_per_class, synsets; "
         "deepfashion: min_images, per_class)",
     )
+
+
+def _add_method_options(parser: argparse.ArgumentParser) -> None:
+    """The request, the output folder and the methods' columns, seeds and options."""
     parser.add_argument("--forget", nargs="+", required=True, metavar="CLASS", help="classes to forget")
     parser.add_argument(
         "--out", type=Path, default=None, help="results folder (default runs/table1-DATASET-CLASS)"
@@ -69,6 +81,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="METHOD.KEY=VALUE",
         help="method option, repeatable, e.g. ppp.alpha=30 or bad_teacher.lr=1e-3",
     )
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The classifier and the recipe of the Original and Retrain training."""
     model = parser.add_argument_group("model and training")
     model.add_argument("--arch", default="resnet-small", choices=sorted(ARCHITECTURES))
     model.add_argument(
@@ -88,6 +104,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--lr", type=finite_float, default=None, help="peak SGD learning rate of Original/Retrain"
     )
     model.add_argument("--train-seed", type=int, default=0, help="seed of the Original and Retrain training")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The shadow MIA, the cache of trained classifiers, threads and --overwrite."""
     parser.add_argument(
         "--no-shadow", action="store_true", help="skip the shadow-model MIA (saves its training)"
     )

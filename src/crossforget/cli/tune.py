@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -12,23 +11,17 @@ from rich.console import Console
 from crossforget.cli.common import add_device_options, device_settings, parse_options
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
-from crossforget.data.forget import ForgetRequest
-from crossforget.data.validation import DEFAULT_SIZE, validation_split
+from crossforget.data.validation import DEFAULT_SIZE
 from crossforget.experiments.sweeps import open_checkpoints
 from crossforget.experiments.tuning import (
     SEARCH_SPACES,
-    Dimension,
-    ValidationObjective,
-    best_payload,
-    k_upper_bound,
+    TuningRequest,
+    earlier_result_of,
     open_storage,
-    run_study,
-    search_space,
-    setup_description,
     study_name_for,
+    tune,
     write_tuning,
 )
-from crossforget.unlearning.methods import validate_options
 
 _SPACES = "; ".join(
     f"{m}: " + ", ".join(f"{k} {d.kind} [{d.low:g}, {d.high:g}]" for k, d in space.items())
@@ -123,16 +116,6 @@ def storage_file(url: str) -> str | None:
     return None
 
 
-def earlier_result_of(out: Path, storage: str, study: str | None) -> bool:
-    """Whether ``out`` holds what an earlier run of this tuning wrote (best.json of the same storage and,
-    when known, study): re-running the command resumes the study and refreshes that folder."""
-    try:
-        best = json.loads((out / "best.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(best, dict) and best.get("storage") == storage and study in (None, best.get("study"))
-
-
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if args.sampler_seed < 0:
@@ -145,14 +128,15 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         guard_output(args.out, inputs)
     storage = open_storage(args.storage)
-    fixed, base = parse_options(args.fix), parse_options(args.option)
-    space = search_space(args.method, fixed, parse_ranges(args.ranges))
-    overlap = sorted(set(base) & set(SEARCH_SPACES[args.method]))
-    if overlap:
-        raise CrossforgetError(f"{overlap} are tuned options; hold them with --fix, not --option")
-    # unknown options and bad values fail here, before any work; values come back as the option types
-    checked = validate_options(args.method, {**base, **fixed})
-    fixed, base = {k: checked[k] for k in fixed}, {k: checked[k] for k in base}
+    request = TuningRequest.checked(
+        args.method,
+        args.forget,
+        args.seeds,
+        (args.validation_size, args.validation_seed),
+        parse_options(args.fix),
+        parse_options(args.option),
+        parse_ranges(args.ranges),
+    )
     if args.out is not None:
         resumed = earlier_result_of(args.out, args.storage, args.study)
         prepare_output_dir(args.out, args.overwrite or resumed)
@@ -160,52 +144,15 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = open_checkpoints(
         args.checkpoint, args.bits, args.cache, **settings, full_fisher=args.method == "ssd"
     )
-    ForgetRequest(args.forget).indices(checkpoints.class_names)
-    if "k" in space:
-        bound = k_upper_bound(checkpoints, args.forget)
-        if bound is not None and bound < space["k"].high:
-            if bound <= space["k"].low:
-                raise CrossforgetError(
-                    f"the data leaves room for k <= {bound} only; pass --fix k={max(1, bound)}"
-                )
-            space["k"] = Dimension("int", space["k"].low, bound)
-    setup = setup_description(
-        args.method,
-        checkpoints,
-        args.forget,
-        args.seeds,
-        args.validation_size,
-        args.validation_seed,
-        base,
-        fixed,
-        space,
-    )
-    name = args.study or study_name_for(setup)
+    request.fit_to(checkpoints)
+    name = args.study or study_name_for(request.setup(checkpoints))
     out = args.out or Path("runs") / f"tune-{name}"
     guard_output(out, inputs)
     overwrite = args.overwrite or earlier_result_of(out, args.storage, name)
     prepare_output_dir(out, overwrite)
-    validation = validation_split(checkpoints.loaded.split, args.validation_size, args.validation_seed)
-    console.print(
-        f"study {name}: {args.method} forgetting {', '.join(args.forget)} on {checkpoints.bits} bits, "
-        f"{validation.query.size} validation queries, {args.trials} trials"
+    study, payload = tune(
+        request, checkpoints, storage, args.storage, name, args.trials, args.sampler_seed, console
     )
-    objective = ValidationObjective(
-        args.method, checkpoints, args.forget, validation, args.seeds, base, console
-    )
-    study = run_study(
-        objective,
-        objective.num_steps,
-        space,
-        fixed,
-        storage=storage,
-        study_name=name,
-        trials=args.trials,
-        setup=setup,
-        sampler_seed=args.sampler_seed,
-        console=console,
-    )
-    payload = best_payload(study, args.method, fixed, base, args.storage, setup)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         write_tuning(tmp, study, payload)
     shown = ", ".join(

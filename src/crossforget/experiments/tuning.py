@@ -36,12 +36,13 @@ from crossforget.core.io import atomic_write_json, atomic_write_text
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.splits import RetrievalSplit
+from crossforget.data.validation import validation_split
 from crossforget.experiments.sweeps import OriginalCheckpoints
 from crossforget.experiments.table2 import PRIMARY_FORGET, column_scores, run_column, seed_summary
 from crossforget.reporting.tables import csv_table, markdown_table
 from crossforget.tasks.hashing.evaluation import DIRECTIONS
 from crossforget.tasks.hashing.task import run_method, store_for
-from crossforget.unlearning.methods import create_method, method_options
+from crossforget.unlearning.methods import create_method, method_options, validate_options
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 HEARTBEAT_SECONDS, GRACE_SECONDS = 60, 180
@@ -483,3 +484,113 @@ def setup_description(
         "fixed": fixed,
         "space": {k: asdict(v) for k, v in space.items()},
     }
+
+
+@dataclass
+class TuningRequest:
+    """One study as asked for: the method and forget request, the seeds and validation split of each
+    trial, the options held for every trial (``base``), the tuned options held ``fixed``, and the
+    search ``space`` of the rest."""
+
+    method: str
+    forget: list[str]
+    seeds: list[int]
+    validation_size: int
+    validation_seed: int
+    base: dict
+    fixed: dict
+    space: dict[str, Dimension]
+
+    @classmethod
+    def checked(
+        cls,
+        method: str,
+        forget: Sequence[str],
+        seeds: Sequence[int],
+        validation: tuple[int, int],
+        fixed: dict,
+        base: dict,
+        ranges: dict[str, tuple[float, float]],
+    ) -> TuningRequest:
+        """Unknown options and bad values fail here, before any work; values come back as the option
+        types. ``validation`` is (size, seed) of the held-out split."""
+        space = search_space(method, fixed, ranges)
+        overlap = sorted(set(base) & set(SEARCH_SPACES[method]))
+        if overlap:
+            raise CrossforgetError(f"{overlap} are tuned options; hold them with --fix, not --option")
+        checked = validate_options(method, {**base, **fixed})
+        fixed, base = {k: checked[k] for k in fixed}, {k: checked[k] for k in base}
+        return cls(method, list(forget), list(seeds), *validation, base, fixed, space)
+
+    def fit_to(self, checkpoints: OriginalCheckpoints) -> None:
+        """Check the forget classes against the data, and narrow k's range to what the data allows."""
+        ForgetRequest(self.forget).indices(checkpoints.class_names)
+        if "k" not in self.space:
+            return
+        bound = k_upper_bound(checkpoints, self.forget)
+        if bound is not None and bound < self.space["k"].high:
+            if bound <= self.space["k"].low:
+                raise CrossforgetError(
+                    f"the data leaves room for k <= {bound} only; pass --fix k={max(1, bound)}"
+                )
+            self.space["k"] = Dimension("int", self.space["k"].low, bound)
+
+    def setup(self, checkpoints: OriginalCheckpoints) -> dict:
+        """``setup_description`` of this request on ``checkpoints``."""
+        return setup_description(
+            self.method,
+            checkpoints,
+            self.forget,
+            self.seeds,
+            self.validation_size,
+            self.validation_seed,
+            self.base,
+            self.fixed,
+            self.space,
+        )
+
+
+def tune(
+    request: TuningRequest,
+    checkpoints: OriginalCheckpoints,
+    storage: optuna.storages.BaseStorage,
+    storage_url: str,
+    study_name: str,
+    trials: int,
+    sampler_seed: int,
+    console: Console,
+) -> tuple[optuna.Study, dict]:
+    """Run (or resume) the study until it holds ``trials`` finished trials; the study and the best
+    parameters' payload (best.json)."""
+    setup = request.setup(checkpoints)
+    validation = validation_split(checkpoints.loaded.split, request.validation_size, request.validation_seed)
+    console.print(
+        f"study {study_name}: {request.method} forgetting {', '.join(request.forget)} on "
+        f"{checkpoints.bits} bits, {validation.query.size} validation queries, {trials} trials"
+    )
+    objective = ValidationObjective(
+        request.method, checkpoints, request.forget, validation, request.seeds, request.base, console
+    )
+    study = run_study(
+        objective,
+        objective.num_steps,
+        request.space,
+        request.fixed,
+        storage=storage,
+        study_name=study_name,
+        trials=trials,
+        setup=setup,
+        sampler_seed=sampler_seed,
+        console=console,
+    )
+    return study, best_payload(study, request.method, request.fixed, request.base, storage_url, setup)
+
+
+def earlier_result_of(out: Path, storage: str, study: str | None) -> bool:
+    """Whether ``out`` holds what an earlier run of this tuning wrote (best.json of the same storage and,
+    when known, study): re-running the command resumes the study and refreshes that folder."""
+    try:
+        best = json.loads((out / "best.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(best, dict) and best.get("storage") == storage and study in (None, best.get("study"))
