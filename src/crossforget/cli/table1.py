@@ -17,7 +17,6 @@ from crossforget.experiments.table1 import METHODS, Table1Config, run_table1, wr
 from crossforget.models.classifier import ARCHITECTURES, DEFAULT_IMAGE_SIZE
 from crossforget.tasks.classification.recipe import ClassifierRecipe
 
-
 DESCRIPTION = (
     "Train (or load cached) classifiers, run every method over seeds and write the paper's "
     "Table 1 (D_f Acc, D_r Acc, MIA; mean ± std) as JSON, CSV, Markdown and PNG."
