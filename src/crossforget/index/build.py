@@ -13,7 +13,7 @@ from crossforget.core.io import atomic_directory
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.validation import validation_split
 from crossforget.index.audit import AuditLog
-from crossforget.index.encode import check_bits, encode_items, item_table
+from crossforget.index.encode import ItemTable, check_bits, encode_items, item_table
 from crossforget.index.search import exact_top_k, recall_at_k, tie_aware_recall
 from crossforget.index.store import (
     AUDIT,
@@ -66,6 +66,32 @@ def ivf_recall(
     return out
 
 
+def _ivf_info(loaded: LoadedData, codes: dict[str, np.ndarray], bits: int, ivf: IvfOptions) -> dict:
+    """The IVF settings and their recall@10 against exact search on held-out database queries."""
+    database = loaded.split.database
+    held = validation_split(loaded.split, size=RECALL_QUERIES).query
+    rows = np.searchsorted(database, held)
+    recall = ivf_recall(codes, database, {m: c[rows] for m, c in codes.items()}, bits, ivf)
+    return {"nlist": ivf.nlist, "nprobe": ivf.nprobe, "recall_at_10": recall}
+
+
+def _first_content(
+    checkpoint: Path, saved: object, table: ItemTable, codes: dict[str, np.ndarray], ivf: IvfOptions | None
+) -> VersionContent:
+    """Version 0: every database item, the checkpoint's model files as they are."""
+    return VersionContent(
+        model=checkpoint,
+        ids=table.ids,
+        item_ids=table.item_ids,
+        labels=table.labels,
+        captions=table.captions,
+        codes=codes,
+        bits=saved.bits,
+        ivf={"nlist": ivf.nlist, "nprobe": ivf.nprobe} if ivf is not None else None,
+        info={"parent": None, "class_names": saved.class_names, "forgotten_classes": []},
+    )
+
+
 def build_index(
     checkpoint: Path,
     saved: object,
@@ -88,12 +114,7 @@ def build_index(
     codes = encode_items(saved.model, store, database)
     timings["encode"] = time.perf_counter() - t
     table = item_table(loaded.data, database)
-    ivf_info = None
-    if ivf is not None:
-        held = validation_split(loaded.split, size=RECALL_QUERIES).query
-        rows = np.searchsorted(database, held)
-        recall = ivf_recall(codes, database, {m: c[rows] for m, c in codes.items()}, saved.bits, ivf)
-        ivf_info = {"nlist": ivf.nlist, "nprobe": ivf.nprobe, "recall_at_10": recall}
+    ivf_info = _ivf_info(loaded, codes, saved.bits, ivf) if ivf is not None else None
     model_sha = checkpoint_sha256(checkpoint)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         write_manifest(
@@ -107,18 +128,7 @@ def build_index(
             },
         )
         t = time.perf_counter()
-        content = VersionContent(
-            model=checkpoint,
-            ids=table.ids,
-            item_ids=table.item_ids,
-            labels=table.labels,
-            captions=table.captions,
-            codes=codes,
-            bits=saved.bits,
-            ivf={"nlist": ivf.nlist, "nprobe": ivf.nprobe} if ivf is not None else None,
-            info={"parent": None, "class_names": saved.class_names, "forgotten_classes": []},
-        )
-        name, digest = write_version(tmp, 0, content)
+        name, digest = write_version(tmp, 0, _first_content(checkpoint, saved, table, codes, ivf))
         assert name == version_name(0)
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - started

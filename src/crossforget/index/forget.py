@@ -193,6 +193,80 @@ def _diagnostics(diagnostics: dict) -> dict:
     return json_safe(keep)
 
 
+def _deleted_rows(version: IndexVersion, checked: CheckedRequest) -> np.ndarray:
+    """Which rows of ``version`` leave the item set: the listed items and, on request, every item
+    carrying one of the request's classes."""
+    delete = np.zeros(version.ids.size, dtype=bool)
+    delete[checked.item_rows] = True
+    if checked.request.delete_class_items:
+        delete |= carries_any(version.labels, checked.class_indices)
+    return delete
+
+
+def _verification(
+    version: IndexVersion,
+    saved: object,
+    view: RetrievalSplit,
+    labels: np.ndarray,
+    checked: CheckedRequest,
+    forgotten: list[int],
+    codes: dict[str, dict[str, np.ndarray]],
+) -> dict | None:
+    """Held-out mAP and MIA of the codes ``before`` and ``after`` (None for an items-only request)."""
+    if not checked.class_indices:
+        return None
+    sample = verify.verification_sample(view, labels, checked.class_indices, forgotten, checked.request.seed)
+    verification: dict = {"sample": sample.describe()}
+    for when, by_modality in codes.items():
+        verification[when] = verify.scores(
+            sample,
+            version.ids,
+            by_modality,
+            saved.bits,
+            labels,
+            saved.loss.proxies,
+            checked.class_indices,
+            forgotten,
+        )
+    return verification
+
+
+def _new_content(
+    version: IndexVersion, new: object, keep: np.ndarray, codes: dict[str, np.ndarray], forgotten: list[int]
+) -> VersionContent:
+    """The next version: the kept items with their new codes, the new model (or the serving one's
+    folder when no model changed)."""
+    return VersionContent(
+        model=version.folder / "model" if new is version.model else new,
+        ids=version.ids[keep],
+        item_ids=version.item_ids[keep],
+        labels=version.labels[keep],
+        captions=version.captions[keep],
+        codes={m: c[keep] for m, c in codes.items()},
+        bits=version.model.bits,
+        ivf=version.meta.get("ivf"),
+        info={
+            "parent": version.name,
+            "class_names": version.class_names,
+            "forgotten_classes": [version.class_names[i] for i in forgotten],
+        },
+    )
+
+
+def _request_record(checked: CheckedRequest) -> dict:
+    """The request as the audit keeps it (a fresh id, the method's resolved options)."""
+    request, method = checked.request, checked.method
+    return {
+        "id": uuid.uuid4().hex,
+        "classes": checked.classes,
+        "items": [str(i) for i in request.items],
+        "delete_class_items": bool(request.delete_class_items),
+        "method": method.name if method is not None else None,
+        "options": dataclasses.asdict(method.options) if method is not None else None,
+        "seed": request.seed,
+    }
+
+
 def forget(
     index_dir: str | Path,
     request: IndexForgetRequest,
@@ -202,7 +276,8 @@ def forget(
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Run one request to its commit; returns the committed audit record. ``lock``: one the caller
-    already holds (released here); ``hook(stage)``: called as each stage starts (fault injection)."""
+    already holds (released here); ``hook(stage)``: called as each stage starts (fault injection).
+    Over 60 lines: the stages run in order under one writer lock and share the timings they record."""
     index_dir = Path(index_dir)
     hook = hook or fault_hook_from_env()
     log = log or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -237,10 +312,7 @@ def forget(
         timings["unlearn"] = time.perf_counter() - t
 
         t = stage("delete")
-        delete = np.zeros(current.ids.size, dtype=bool)
-        delete[checked.item_rows] = True
-        if request.delete_class_items:
-            delete |= carries_any(current.labels, checked.class_indices)
+        delete = _deleted_rows(current, checked)
         keep = ~delete
         timings["delete"] = time.perf_counter() - t
 
@@ -251,55 +323,19 @@ def forget(
         log(f"re-encoded {current.ids.size} items in {timings['encode']:.1f} s")
 
         t = stage("verify")
-        verification = None
-        if checked.class_indices:
-            sample = verify.verification_sample(view, labels, checked.class_indices, forgotten, request.seed)
-            verification = {"sample": sample.describe()}
-            for when, codes in (("before", before), ("after", after)):
-                verification[when] = verify.scores(
-                    sample,
-                    current.ids,
-                    codes,
-                    saved.bits,
-                    labels,
-                    saved.loss.proxies,
-                    checked.class_indices,
-                    forgotten,
-                )
+        codes = {"before": before, "after": after}
+        verification = _verification(current, saved, view, labels, checked, forgotten, codes)
         timings["verify"] = time.perf_counter() - t
 
         t = stage("write")
-        seq = current.seq + 1
-        content = VersionContent(
-            model=current.folder / "model" if new is saved else new,
-            ids=current.ids[keep],
-            item_ids=current.item_ids[keep],
-            labels=current.labels[keep],
-            captions=current.captions[keep],
-            codes={m: c[keep] for m, c in after.items()},
-            bits=saved.bits,
-            ivf=current.meta.get("ivf"),
-            info={
-                "parent": current.name,
-                "class_names": current.class_names,
-                "forgotten_classes": [current.class_names[i] for i in forgotten],
-            },
+        name, digest = write_version(
+            index_dir, current.seq + 1, _new_content(current, new, keep, after, forgotten), hook
         )
-        name, digest = write_version(index_dir, seq, content, hook)
         timings["write"] = time.perf_counter() - t
         timings["total_before_commit"] = time.perf_counter() - t_start
-        options = dataclasses.asdict(checked.method.options) if checked.method is not None else None
         body = json_safe(
             {
-                "request": {
-                    "id": uuid.uuid4().hex,
-                    "classes": checked.classes,
-                    "items": [str(i) for i in request.items],
-                    "delete_class_items": bool(request.delete_class_items),
-                    "method": checked.method.name if checked.method is not None else None,
-                    "options": options,
-                    "seed": request.seed,
-                },
+                "request": _request_record(checked),
                 "started": started,
                 "forgotten_classes": [current.class_names[i] for i in forgotten],
                 "deleted_items": [str(i) for i in current.item_ids[delete]],

@@ -24,7 +24,7 @@ from crossforget.core.errors import CrossforgetError
 from crossforget.index.audit import utc_now
 from crossforget.index.forget import IndexForgetRequest, check_request, forget
 from crossforget.index.search import MAX_K, Searcher
-from crossforget.index.store import IndexBusy, acquire_lock, audit_log
+from crossforget.index.store import IndexBusy, WriterLock, acquire_lock, audit_log
 
 MAX_IMAGE_BYTES = 20 << 20
 
@@ -57,39 +57,42 @@ class Job:
 class _Jobs:
     """The jobs of this server; at most one running."""
 
-    def __init__(self) -> None:
+    def __init__(self, index_dir: Path, searcher: Searcher, device: object) -> None:
+        self.index_dir, self.searcher, self.device = index_dir, searcher, device
         self.lock = threading.Lock()
         self.jobs: dict[str, Job] = {}
         self.running: Job | None = None
 
+    def start(self, body: ForgetBody) -> Job:
+        """Check the request and take the index's lock (400 / 409 before any work), then run it in a
+        background thread."""
+        request = IndexForgetRequest(
+            classes=body.classes,
+            items=body.items,
+            delete_class_items=body.delete_class_items,
+            method=body.method,
+            options=body.options,
+            seed=body.seed,
+        )
+        with self.lock:
+            if self.running is not None:
+                busy = f"job {self.running.id} is still running; retry when it is done"
+                raise HTTPException(status_code=409, detail=busy)
+            check_request(self.searcher.current(), request, self.index_dir)  # 400 on bad input
+            held = acquire_lock(self.index_dir, "a forget job of `crossforget serve`")  # 409 when busy
+            job = Job(uuid.uuid4().hex, body.model_dump())
+            self.jobs[job.id] = job
+            self.running = job
+        worker = threading.Thread(
+            target=self._work, args=(job, request, held), name=f"forget-{job.id[:8]}", daemon=True
+        )
+        worker.start()
+        return job
 
-def create_app(index_dir: str | Path, token: str | None = None, device: object = None) -> FastAPI:
-    """The app for one index folder (opened and verified now: a damaged index fails at start)."""
-    index_dir = Path(index_dir)
-    searcher = Searcher(index_dir)
-    jobs = _Jobs()
-    app = FastAPI(title="crossforget live index", version="1")
-
-    @app.exception_handler(CrossforgetError)
-    async def _bad_input(request: Request, exc: CrossforgetError) -> JSONResponse:
-        status = 409 if isinstance(exc, IndexBusy) else 400
-        return JSONResponse(status_code=status, content={"error": " ".join(str(exc).splitlines())})
-
-    def authorise(authorization: str | None) -> None:
-        if token is None:
-            return
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong bearer token (send Authorization: Bearer TOKEN)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-
-    @app.get("/health")
-    def health() -> dict:
-        version = searcher.current()
-        running = jobs.running
+    def health(self) -> dict:
+        """GET /health: the serving version and the running job, if any."""
+        version = self.searcher.current()
+        running = self.running
         return {
             "status": "ok",
             "version": version.name,
@@ -98,6 +101,52 @@ def create_app(index_dir: str | Path, token: str | None = None, device: object =
             "forgotten_classes": version.meta.get("forgotten_classes", []),
             "job": running.to_dict() if running is not None else None,
         }
+
+    def _work(self, job: Job, request: IndexForgetRequest, held: WriterLock) -> None:
+        try:
+            job.record = forget(self.index_dir, request, lock=held, device=self.device, log=lambda text: None)
+            job.status = "done"
+            self.searcher.current()  # load the committed version now rather than on the next search
+        except CrossforgetError as exc:
+            job.status, job.error = "failed", " ".join(str(exc).splitlines())
+        except Exception as exc:  # a job must never die silently
+            job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        finally:
+            held.release()
+            job.finished = utc_now()
+            with self.lock:
+                self.running = None
+
+
+def _authorise(token: str | None, authorization: str | None) -> None:
+    """401 unless ``authorization`` carries ``token`` as a bearer token (no token: no check)."""
+    if token is None:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise HTTPException(
+            status_code=401,
+            detail="missing or wrong bearer token (send Authorization: Bearer TOKEN)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def create_app(index_dir: str | Path, token: str | None = None, device: object = None) -> FastAPI:
+    """The app for one index folder (opened and verified now: a damaged index fails at start)."""
+    index_dir = Path(index_dir)
+    searcher = Searcher(index_dir)
+    jobs = _Jobs(index_dir, searcher, device)
+    app = FastAPI(title="crossforget live index", version="1")
+
+    @app.exception_handler(CrossforgetError)
+    async def _bad_input(request: Request, exc: CrossforgetError) -> JSONResponse:
+        status = 409 if isinstance(exc, IndexBusy) else 400
+        return JSONResponse(status_code=status, content={"error": " ".join(str(exc).splitlines())})
+
+    @app.get("/health")
+    def health() -> dict:
+        return jobs.health()
 
     @app.get("/search")
     def search_text(
@@ -119,42 +168,8 @@ def create_app(index_dir: str | Path, token: str | None = None, device: object =
 
     @app.post("/forget", status_code=202)
     def post_forget(body: ForgetBody, authorization: str | None = Header(default=None)) -> dict:
-        authorise(authorization)
-        request = IndexForgetRequest(
-            classes=body.classes,
-            items=body.items,
-            delete_class_items=body.delete_class_items,
-            method=body.method,
-            options=body.options,
-            seed=body.seed,
-        )
-        with jobs.lock:
-            if jobs.running is not None:
-                busy = f"job {jobs.running.id} is still running; retry when it is done"
-                raise HTTPException(status_code=409, detail=busy)
-            check_request(searcher.current(), request, index_dir)  # 400 on bad input, before any work
-            held = acquire_lock(index_dir, "a forget job of `crossforget serve`")  # 409 when busy
-            job = Job(uuid.uuid4().hex, body.model_dump())
-            jobs.jobs[job.id] = job
-            jobs.running = job
-
-        def work() -> None:
-            try:
-                job.record = forget(index_dir, request, lock=held, device=device, log=lambda text: None)
-                job.status = "done"
-                searcher.current()  # load the committed version now rather than on the next search
-            except CrossforgetError as exc:
-                job.status, job.error = "failed", " ".join(str(exc).splitlines())
-            except Exception as exc:  # a job must never die silently
-                job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
-                traceback.print_exc()
-            finally:
-                held.release()
-                job.finished = utc_now()
-                with jobs.lock:
-                    jobs.running = None
-
-        threading.Thread(target=work, name=f"forget-{job.id[:8]}", daemon=True).start()
+        _authorise(token, authorization)
+        job = jobs.start(body)
         return {"job": job.id, "status": job.status, "url": f"/jobs/{job.id}"}
 
     @app.get("/jobs/{job_id}")

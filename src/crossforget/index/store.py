@@ -214,6 +214,24 @@ def _items_bytes(content: VersionContent) -> bytes:
     return buffer.getvalue()
 
 
+def _write_model(model_dir: Path, model: object) -> dict[str, str]:
+    """The model files of a version (copied from a checkpoint folder, or saved from a new model);
+    their sha256 by path relative to the version folder."""
+    # torch only here, where a new model is saved: `crossforget audit` reads the store without it
+    from crossforget.tasks.hashing.checkpoint import save_hashing_checkpoint
+
+    files: dict[str, str] = {}
+    if isinstance(model, str | Path):
+        model_dir.mkdir()
+        for part in (CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS):
+            files[f"{MODEL_DIR}/{part}"] = _write(model_dir / part, (Path(model) / part).read_bytes())
+    else:
+        save_hashing_checkpoint(model_dir, model)
+        for part in (CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS):
+            files[f"{MODEL_DIR}/{part}"] = file_sha256(model_dir / part)
+    return files
+
+
 def write_version(
     index_dir: Path, seq: int, content: VersionContent, hook: Hook = _no_hook
 ) -> tuple[str, str]:
@@ -222,26 +240,14 @@ def write_version(
     Returns (name, sha256 of its version.json). It does not serve until the audit record naming it is
     committed. ``hook("write")`` runs half-way (after the FAISS files, before version.json).
     """
-    from crossforget.tasks.hashing.checkpoint import save_hashing_checkpoint
-
     versions = index_dir / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
     name = version_name(seq)
     final = versions / name
     tmp = Path(tempfile.mkdtemp(dir=versions, prefix=f".{name}.{os.getpid()}.", suffix=".tmp"))
     try:
-        files: dict[str, str] = {}
         model_dir = tmp / MODEL_DIR
-        if isinstance(content.model, str | Path):
-            model_dir.mkdir()
-            for part in (CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS):
-                files[f"{MODEL_DIR}/{part}"] = _write(
-                    model_dir / part, (Path(content.model) / part).read_bytes()
-                )
-        else:
-            save_hashing_checkpoint(model_dir, content.model)
-            for part in (CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS):
-                files[f"{MODEL_DIR}/{part}"] = file_sha256(model_dir / part)
+        files = _write_model(model_dir, content.model)
         for modality in MODALITIES:
             codes = content.codes[modality]
             files[f"{modality}.faiss"] = _write(
