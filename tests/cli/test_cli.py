@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import crossforget.cli
 from crossforget.cli import main
 from tests.conftest import TINY_DATA
 
@@ -168,3 +173,24 @@ def test_data_preview_and_info(tmp_path: Path, capsys):
     assert png.stat().st_size > 1000
     assert main(["data", "info", *TINY_DATA]) == 0
     assert "dog" in capsys.readouterr().out
+
+
+def test_importing_the_cli_sets_nothing_and_loads_no_torch() -> None:
+    """The environment is set by main(), where the program starts, not by importing the package."""
+    code = (
+        "import os, sys\nimport crossforget.cli\n"
+        "print('torch' in sys.modules, 'OMP_WAIT_POLICY' in os.environ, 'HF_HUB_OFFLINE' in os.environ)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "HF_HUB_OFFLINE")}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["False", "False", "False"], done.stderr
+
+
+def test_command_modules_import_no_other_command_module() -> None:
+    """Command modules share code only through cli/common.py (and the library below the CLI)."""
+    package = Path(crossforget.cli.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("crossforget.cli"):
+                assert node.module == "crossforget.cli.common", f"{path.name} imports {node.module}"
