@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 
 Handler = Callable[[argparse.Namespace], int]
 
-# Flags that map onto method options of the same (or the paper's) name; their values are checked
-# against the method's options (types, ranges, finiteness) like --option values.
-OPTION_FLAGS = ("forget_samples", "alpha", "tau", "lam", "lam_max", "k", "estimator", "epochs")
-
 
 def add_action(
     actions: argparse._SubParsersAction,
@@ -299,7 +295,7 @@ def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
 
 def add_method_options(parser: argparse.ArgumentParser) -> None:
     """--method, --seed and the method option flags, shared by ``unlearn`` and ``forget``."""
-    from crossforget.unlearning.methods import method_names
+    from crossforget.unlearning.methods import method_names, option_flags
 
     parser.add_argument("--method", default="ppp", help="one of: " + ", ".join(method_names()))
     parser.add_argument("--seed", type=int, default=0, help="seed of the forget/retain samples")
@@ -312,10 +308,11 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--option", action="append", metavar="KEY=VALUE", help="any method option, repeatable"
     )
-    for name in OPTION_FLAGS:
+    # Flags the methods declare for their options (``register_method(flags=...)``); their values are
+    # checked against the chosen method's options (types, ranges, finiteness) like --option values.
+    for name, aliases in option_flags().items():
         flag = "--" + name.replace("_", "-")
-        aliases = [flag] + (["--lambda"] if name == "lam" else ["--lambda-max"] if name == "lam_max" else [])
-        parser.add_argument(*aliases, dest=name, type=parse_value, default=None, help=argparse.SUPPRESS)
+        parser.add_argument(flag, *aliases, dest=name, type=parse_value, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--retain-budget",
         default=None,
@@ -327,10 +324,12 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
 
 def method_settings(args: argparse.Namespace) -> dict:
     """Options from --params, then explicit flags, then --option (later ones win)."""
+    from crossforget.unlearning.methods import option_flags
+
     options: dict = {}
     if args.params is not None:
         options.update(read_params(args.params, args.method))
-    options.update({k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None})
+    options.update({k: getattr(args, k) for k in option_flags() if getattr(args, k) is not None})
     if args.retain_budget is not None:
         options["retain_budget"] = retain_budget(args.retain_budget)
     options.update(parse_options(args.option))

@@ -20,7 +20,6 @@ from crossforget.experiments.panel import PANELS, panel_sets, request_points, wr
 from crossforget.experiments.sweeps import (
     PAPER_CLASS_SETS,
     PAPER_SAMPLE_SIZES,
-    REFERENCES,
     SCORE_SPLITS,
     SUBSTITUTES,
     SweepConfig,
@@ -32,6 +31,7 @@ from crossforget.experiments.sweeps import (
     sample_points,
     write_sweep,
 )
+from crossforget.unlearning.methods import reference_columns
 
 DESCRIPTION = (
     "Run PPP (and SSD) over several forget settings, with Original and "
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     given = getattr(args, "sets", None) or getattr(args, "requests", None)
     for position, text in enumerate(given or (), 1):
         parse_class_set(text, position)  # empty sets fail before anything is loaded
-    references = [r for r in REFERENCES if not (args.no_retrain and r == "retrain")]
+    references = [r for r in reference_columns() if not (args.no_retrain and r == "retrain")]
     config = SweepConfig(
         methods=args.methods,
         seeds=args.seeds,

@@ -14,7 +14,6 @@ from crossforget.core.io import atomic_directory, guard_output, prepare_output_d
 from crossforget.data.validation import DEFAULT_SIZE
 from crossforget.experiments.sweeps import open_checkpoints
 from crossforget.experiments.tuning import (
-    SEARCH_SPACES,
     TuningRequest,
     earlier_result_of,
     open_storage,
@@ -22,19 +21,21 @@ from crossforget.experiments.tuning import (
     tune,
     write_tuning,
 )
-
-_SPACES = "; ".join(
-    f"{m}: " + ", ".join(f"{k} {d.kind} [{d.low:g}, {d.high:g}]" for k, d in space.items())
-    for m, space in SEARCH_SPACES.items()
-)
-DESCRIPTION = (
-    "Minimise |Delta| D_f (to Retrain) + |Delta| D_r (to Original) on held-out database "
-    f"items (never the query set). Search spaces: {_SPACES}. Resumable; workers may share --storage."
-)
+from crossforget.unlearning.methods import method_info, tunable_methods
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", required=True, choices=sorted(SEARCH_SPACES))
+    # The search spaces are the methods' own declarations, read when the parser is made.
+    spaces = "; ".join(
+        f"{m}: "
+        + ", ".join(f"{k} {d.kind} [{d.low:g}, {d.high:g}]" for k, d in method_info(m).search_space.items())
+        for m in tunable_methods()
+    )
+    parser.description = (
+        "Minimise |Delta| D_f (to Retrain) + |Delta| D_r (to Original) on held-out database "
+        f"items (never the query set). Search spaces: {spaces}. Resumable; workers may share --storage."
+    )
+    parser.add_argument("--method", required=True, choices=sorted(tunable_methods()))
     parser.add_argument(
         "--checkpoint", required=True, type=Path, help="Original checkpoint folder (bits<B>/)"
     )

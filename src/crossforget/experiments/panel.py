@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from crossforget.core.io import atomic_write_json, atomic_write_text
-from crossforget.experiments.sweeps import REFERENCES, SweepPoint, class_sets, write_sweep
-from crossforget.experiments.table2 import LABELS, PRIMARY_FORGET
+from crossforget.experiments.sweeps import SweepPoint, class_sets, write_sweep
+from crossforget.experiments.table2 import PRIMARY_FORGET, column_label
 from crossforget.reporting.tables import csv_table, markdown_table
 from crossforget.tasks.hashing.evaluation import DIRECTIONS
+from crossforget.unlearning.methods import reference_columns
 
 # Single classes of different frequency and scene ties, and the paper's multi-class settings of Fig. 3:
 # (ii) dog+boat, (iii) + orange, vase, (iv) (iii) + airplane, bench, pizza, bed (the paper's "eight
@@ -87,12 +88,13 @@ def panel_summary(results: dict) -> dict:
     """Per request and method: per-seed |Δ|, the worst seed, dampened sizes, guard actions; then per
     method the mean and the worst over requests, and the requests above the targets."""
     per_request: dict = {}
+    references = reference_columns()
     for point in results["points"]:
         label = point["label"]
         by_method = results["per_seed"][label]
         retrain = by_method.get("retrain")
         for method, by_bits in by_method.items():
-            if method in REFERENCES:
+            if method in references:
                 continue
             deltas = seed_deltas(by_bits, by_method["original"], retrain)
             diagnostics = results["diagnostics"][label][method]
@@ -155,7 +157,7 @@ def panel_rows(summary: dict) -> tuple[list[str], list[list]]:
             rows.append(
                 [
                     label,
-                    LABELS.get(method, method),
+                    column_label(method),
                     _fmt(entry["worst"]["forget"]),
                     _fmt(entry["mean"]["forget"]),
                     _fmt(entry["worst"]["retain"]),
@@ -165,7 +167,7 @@ def panel_rows(summary: dict) -> tuple[list[str], list[list]]:
                 ]
             )
     for method, sides in summary["overall"].items():
-        name = LABELS.get(method, method)
+        name = column_label(method)
         forget, retain = sides["forget"], sides["retain"]
         worst = f"worst request (D_f: {forget['worst_request']}, D_r: {retain['worst_request']})"
         rows.append(["mean over requests", name, _fmt(forget["mean_of_worst"]), "",

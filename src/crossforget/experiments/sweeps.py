@@ -25,9 +25,9 @@ from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.validation import validation_split
 from crossforget.experiments.table2 import (
-    LABELS,
     PRIMARY_FORGET,
     ReferenceRecipe,
+    column_label,
     column_scores,
     deltas,
     run_column,
@@ -40,7 +40,7 @@ from crossforget.tasks.hashing.evaluation import DIRECTIONS
 from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs
 from crossforget.tasks.hashing.task import attach_full_fisher, store_for
 from crossforget.tasks.hashing.training import LoadedData, load_data
-from crossforget.unlearning.methods import method_names, method_options
+from crossforget.unlearning.methods import method_names, method_options, reference_columns
 
 # Fig. 3 on COCO: (i) dog, (ii) + boat, (iii) (ii) + orange, vase, (iv) (iii) + airplane, bench, pizza,
 # bed. The paper's figure lists (iv) as "(ii) + ..." (6 classes) but its text says "eight classes" and
@@ -55,7 +55,6 @@ PAPER_CLASS_SETS = (
 # COCO's "bench" (no emoji), and "chair" is the closest furniture class it keeps.
 SUBSTITUTES = {"bench": ("chair",)}
 PAPER_SAMPLE_SIZES = (20, 40, 60, 80, 100)
-REFERENCES = ("original", "retrain")
 METRICS = {PRIMARY_FORGET: "D_f mAP (forget label)", "retain": "D_r mAP"}
 # "test": the query split the tables report; "validation": tune's held-out split (database \ train),
 # the one to choose defaults on.
@@ -78,7 +77,7 @@ class SweepConfig:
 
     methods: Sequence[str] = ("ppp",)
     seeds: Sequence[int] = (0, 1, 2)
-    references: Sequence[str] = REFERENCES
+    references: Sequence[str] = field(default_factory=reference_columns)
     method_options: dict[str, dict] = field(default_factory=dict)
     score_on: str = "test"
 
@@ -87,18 +86,18 @@ class SweepConfig:
             raise CrossforgetError("give at least one method (--methods ppp)")
         if not self.seeds:
             raise CrossforgetError("give at least one seed (--seeds 0 1 2)")
-        known = set(method_names())
-        wrong = [m for m in self.methods if m not in known or m in REFERENCES]
+        known, references = set(method_names()), reference_columns()
+        wrong = [m for m in self.methods if m not in known or m in references]
         if wrong:
             raise CrossforgetError(f"cannot sweep method(s) {wrong}; choose from {', '.join(sorted(known))}")
         if self.score_on not in SCORE_SPLITS:
             raise CrossforgetError(
                 f"--score-on must be one of {', '.join(SCORE_SPLITS)}, got {self.score_on!r}"
             )
-        unknown_refs = [r for r in self.references if r not in REFERENCES]
+        unknown_refs = [r for r in self.references if r not in references]
         if unknown_refs:
             raise CrossforgetError(
-                f"unknown reference(s) {unknown_refs}; choose from {', '.join(REFERENCES)}"
+                f"unknown reference(s) {unknown_refs}; choose from {', '.join(references)}"
             )
 
 
@@ -264,7 +263,7 @@ def run_sweep(
         for saved, reference in zip(checkpoints.saved, checkpoints.references, strict=True):
             store = store_for(saved, loaded)
             for method in (*config.references, *config.methods):
-                is_reference = method in REFERENCES
+                is_reference = method in config.references
                 seeds = [reference.seed] if is_reference else list(config.seeds)
                 options = {**config.method_options.get(method, {}), **point.options}
                 for seed in seeds:
@@ -283,7 +282,7 @@ def run_sweep(
                         by_bits = results[name].setdefault(point.label, {}).setdefault(method, {})
                         by_bits.setdefault(str(saved.bits), {})[str(seed)] = value
                     console.print(
-                        f"  {saved.bits} bits {LABELS.get(method, method)} seed {seed}: D_f "
+                        f"  {saved.bits} bits {column_label(method)} seed {seed}: D_f "
                         + "/".join(f"{100 * scores[d][PRIMARY_FORGET]:.1f}" for d in DIRECTIONS)
                         + " D_r "
                         + "/".join(f"{100 * scores[d]['retain']:.1f}" for d in DIRECTIONS)
@@ -340,21 +339,21 @@ def overall_rows(results: dict) -> tuple[list[str], list[list]]:
     for name in METRICS.values():
         columns += [f"{name} mean", f"{name} std", f"{name} 95% CI"]
     columns += ["|Δ| D_f", "|Δ| D_r"]
-    rows = []
+    rows, references = [], reference_columns()
     for point in results["points"]:
         label = point["label"]
         for method, metrics in results["overall"][label].items():
             row: list = [
                 label,
                 ", ".join(point["forget"]),
-                LABELS.get(method, method),
+                column_label(method),
                 metrics["retain"]["n"],
             ]
             for metric in METRICS:
                 entry = metrics[metric]
                 row += [entry["mean"], entry["std"], _interval(entry)]
             delta = results["delta"][label].get(method)
-            show = delta is not None and method not in REFERENCES
+            show = delta is not None and method not in references
             row += [delta["forget"], delta["retain"]] if show else ["", ""]
             rows.append(row)
     return columns, rows
@@ -369,7 +368,7 @@ def detail_rows(results: dict) -> tuple[list[str], list[list]]:
     for point in results["points"]:
         for method, settings in results["summary"][point["label"]].items():
             for setting, metrics in settings.items():
-                row: list = [point["label"], LABELS.get(method, method), setting, metrics["retain"]["n"]]
+                row: list = [point["label"], column_label(method), setting, metrics["retain"]["n"]]
                 for metric in METRICS:
                     row += [metrics[metric]["mean"], metrics[metric]["std"], _interval(metrics[metric])]
                 rows.append(row)

@@ -35,20 +35,9 @@ from crossforget.tasks.classification.shadow_mia import train_shadow_attack
 from crossforget.tasks.classification.store import ImageStore, make_store
 from crossforget.tasks.classification.task import attach_full_fisher, classification_task
 from crossforget.tasks.classification.training import train_classifier
-from crossforget.unlearning.methods import UnlearningTask, create_method, method_names
+from crossforget.unlearning.methods import UnlearningTask, create_method, method_label, method_names, seeding
 
 METHODS = ("original", "bad_model", "retrain", "finetune", "bad_teacher", "amnesiac", "ssd", "ppp")
-LABELS = {
-    "original": "Original",
-    "bad_model": "Bad",
-    "retrain": "Retrain",
-    "finetune": "Finetune",
-    "bad_teacher": "Bad Teacher",
-    "amnesiac": "Amnesiac",
-    "ssd": "SSD",
-    "ppp": "PPP",
-}
-DETERMINISTIC = ("original", "bad_model", "retrain")
 ROWS = {"forget_acc": "D_f Acc", "retain_acc": "D_r Acc", "mia": "MIA", "mia_shadow": "MIA (shadow)"}
 
 
@@ -182,7 +171,7 @@ def summarise_seeds(per_seed: dict) -> dict:
 def _line(method: str, seed: int, scores: dict, seconds: float) -> str:
     shadow = f" shadow {100 * scores['mia_shadow']:.1f}" if "mia_shadow" in scores else ""
     return (
-        f"  {LABELS.get(method, method)} seed {seed}: D_f {100 * scores['forget_acc']:.1f} "
+        f"  {method_label(method)} seed {seed}: D_f {100 * scores['forget_acc']:.1f} "
         f"D_r {100 * scores['retain_acc']:.1f} MIA {100 * scores['mia']:.1f}{shadow} ({seconds:.1f} s)"
     )
 
@@ -218,7 +207,7 @@ def run_table1(data: SingleLabelData, config: Table1Config, cache_dir: Path | No
     task = classification_task(original, data, store, forget)
     results: dict = {"per_seed": {}, "timings": {}, "diagnostics": {}}
     for method in config.methods:
-        for seed in [config.training_seed] if method in DETERMINISTIC else list(config.seeds):
+        for seed in [config.training_seed] if seeding(method) == "fixed" else list(config.seeds):
             tick = time.perf_counter()
             model, timing, diagnostics = _run_method(
                 method, seed, original, was_cached, task, config, cache_dir, description
@@ -255,7 +244,7 @@ def run_table1(data: SingleLabelData, config: Table1Config, cache_dir: Path | No
 def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     """The paper's layout: one column per method, rows D_f Acc, D_r Acc, MIA (%, mean ± std)."""
     methods = list(results["summary"])
-    columns = ["Metric"] + [LABELS.get(m, m) for m in methods]
+    columns = ["Metric"] + [method_label(m) for m in methods]
     rows = []
     for metric, label in ROWS.items():
         if all(metric in results["summary"][m] for m in methods):
@@ -309,7 +298,7 @@ def table1_chart(results: dict, path: Path) -> Path:
             color=colours[j],
             label=ROWS[metric],
         )
-    ax.set_xticks(x, [LABELS.get(m, m) for m in methods], rotation=15)
+    ax.set_xticks(x, [method_label(m) for m in methods], rotation=15)
     ax.set_ylabel("%")
     ax.set_ylim(0, 105)
     ax.grid(axis="y", alpha=0.3)

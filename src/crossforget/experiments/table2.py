@@ -33,22 +33,18 @@ from crossforget.tasks.hashing.evaluation import DIRECTIONS, evaluate_model
 from crossforget.tasks.hashing.reference import trained_reference
 from crossforget.tasks.hashing.task import run_method, store_for
 from crossforget.tasks.hashing.training import LoadedData
-from crossforget.unlearning.methods import create_method
+from crossforget.unlearning.methods import create_method, find_method, method_label, seeding
 
-REFERENCE = ("original", "bad_model", "retrain", "finetune")
-LABELS = {
-    "original": "Original",
-    "bad_model": "Bad",
-    "retrain": "Retrain",
-    "finetune": "Finetune",
-    "ssd": "SSD",
-    "ppp": "PPP",
-    "bad_teacher": "Bad Teacher*",
-    "amnesiac": "Amnesiac*",
-}
 PRIMARY_FORGET = "forget_label"
 # Paired comparisons reported in the JSON: (method, baseline) -> method - baseline at each common seed.
 PAIRED = (("ppp", "ssd"),)
+
+
+def column_label(method: str) -> str:
+    """A method's label in the hashing tables and figures: its own label, with the table's footnote
+    mark * where the method comes from classification and its hashing form is our extension."""
+    info = find_method(method)
+    return method_label(method) + ("*" if info is not None and info.hashing_extension else "")
 
 
 @dataclass
@@ -195,7 +191,7 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
         console.print(f"{bits} bits: Original {'from cache' if cached else 'trained'}")
         store = store_for(original, loaded)
         for method in config.methods:
-            seeds = config.seeds if method not in REFERENCE else [config.training_seed]
+            seeds = config.seeds if seeding(method) == "sample" else [config.training_seed]
             for seed in seeds:
                 started = time.perf_counter()
                 scores, timing, diag, note = scored_column(
@@ -214,7 +210,7 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
                 results["timings"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = timing
                 results["diagnostics"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = diag
                 console.print(
-                    f"  {LABELS.get(method, method)} seed {seed}: "
+                    f"  {column_label(method)} seed {seed}: "
                     f"D_f {100 * scores['I2T'][PRIMARY_FORGET]:.1f}/"
                     f"{100 * scores['T2I'][PRIMARY_FORGET]:.1f} "
                     f"D_r {100 * scores['I2T']['retain']:.1f}/{100 * scores['T2I']['retain']:.1f} "
@@ -346,7 +342,7 @@ def paired_difference(per_seed: dict, method: str, baseline: str) -> dict:
 
 def table_rows(results: dict, metric: str = PRIMARY_FORGET) -> tuple[list[str], list[list]]:
     methods = list(results["summary"])
-    columns = ["Bits"] + [f"{LABELS.get(m, m)} {name}" for m in methods for name in ("D_f", "D_r")]
+    columns = ["Bits"] + [f"{column_label(m)} {name}" for m in methods for name in ("D_f", "D_r")]
     settings = list(results["summary"][methods[0]])
     rows = []
     for setting in settings:

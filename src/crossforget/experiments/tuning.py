@@ -42,54 +42,27 @@ from crossforget.experiments.table2 import PRIMARY_FORGET, column_scores, run_co
 from crossforget.reporting.tables import csv_table, markdown_table
 from crossforget.tasks.hashing.evaluation import DIRECTIONS
 from crossforget.tasks.hashing.task import run_method, store_for
-from crossforget.unlearning.methods import create_method, method_options, validate_options
+from crossforget.unlearning.methods import (
+    Dimension,
+    create_method,
+    method_info,
+    method_options,
+    tunable_methods,
+    validate_options,
+)
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 HEARTBEAT_SECONDS, GRACE_SECONDS = 60, 180
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One searched option: ``log`` (log-uniform float), ``float`` (uniform) or ``int`` (uniform integer)."""
-
-    kind: str
-    low: float
-    high: float
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("log", "float", "int"):
-            raise CrossforgetError(f"unknown dimension kind {self.kind!r}")
-        if not self.low < self.high:
-            raise CrossforgetError(f"a search range needs low < high, got {self.low}:{self.high}")
-        if self.kind == "log" and self.low <= 0:
-            raise CrossforgetError(f"a log-uniform range needs a positive lower end, got {self.low}")
-
-    def suggest(self, trial: optuna.Trial, name: str) -> float | int:
-        if self.kind == "int":
-            return trial.suggest_int(name, int(self.low), int(self.high))
-        return trial.suggest_float(name, self.low, self.high, log=self.kind == "log")
-
-
-# lam_max is uniform on (0, 1]; the lower end stays just above 0, where Eq. 6 would zero every B weight.
-SEARCH_SPACES: dict[str, dict[str, Dimension]] = {
-    "ppp": {
-        "alpha": Dimension("log", 1.0, 1000.0),
-        "tau": Dimension("log", 0.1, 100.0),
-        "lam": Dimension("log", 0.1, 1e4),
-        "lam_max": Dimension("float", 1e-3, 1.0),
-        "k": Dimension("int", 1, 8),
-    },
-    "ssd": {"alpha": Dimension("log", 1.0, 1000.0), "lam": Dimension("log", 0.1, 10.0)},
-}
 
 
 def search_space(
     method: str, fixed: dict[str, Any] | None = None, ranges: dict[str, tuple[float, float]] | None = None
 ) -> dict[str, Dimension]:
     """The method's default space minus ``fixed`` options, with ``ranges`` replacing bounds."""
-    if method not in SEARCH_SPACES:
-        raise CrossforgetError(f"tuning supports {', '.join(SEARCH_SPACES)}, not {method!r}")
-    space = dict(SEARCH_SPACES[method])
+    tunable = tunable_methods()
+    if method not in tunable:
+        raise CrossforgetError(f"tuning supports {', '.join(tunable)}, not {method!r}")
+    space = dict(method_info(method).search_space)
     for name in [*(fixed or {}), *(ranges or {})]:
         if name not in space:
             raise CrossforgetError(
@@ -515,7 +488,7 @@ class TuningRequest:
         """Unknown options and bad values fail here, before any work; values come back as the option
         types. ``validation`` is (size, seed) of the held-out split."""
         space = search_space(method, fixed, ranges)
-        overlap = sorted(set(base) & set(SEARCH_SPACES[method]))
+        overlap = sorted(set(base) & set(method_info(method).search_space))
         if overlap:
             raise CrossforgetError(f"{overlap} are tuned options; hold them with --fix, not --option")
         checked = validate_options(method, {**base, **fixed})

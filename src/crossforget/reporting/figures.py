@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from crossforget.core.io import atomic_write_bytes  # noqa: E402
+from crossforget.unlearning.methods import reference_columns  # noqa: E402
 
 if TYPE_CHECKING:
     from crossforget.experiments.density import DensityResult
@@ -28,7 +29,7 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
 
 def table2_chart(results: dict, path: Path) -> Path:
     """D_f (forget-label) and D_r mAP per method, one bar per bits x direction, std as error bars."""
-    from crossforget.experiments.table2 import LABELS, PRIMARY_FORGET
+    from crossforget.experiments.table2 import PRIMARY_FORGET, column_label
 
     summary = results["summary"]
     methods = list(summary)
@@ -57,7 +58,7 @@ def table2_chart(results: dict, path: Path) -> Path:
                 color=colours[j],
                 label=setting,
             )
-        ax.set_xticks(x, [LABELS.get(m, m) for m in methods], rotation=20)
+        ax.set_xticks(x, [column_label(m) for m in methods], rotation=20)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("mAP (%)")
         ax.set_ylim(0, 100)
@@ -77,14 +78,14 @@ def _ci_band(entries: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _method_label(method: str) -> str:
-    from crossforget.experiments.table2 import LABELS
+    from crossforget.experiments.table2 import column_label
 
-    return LABELS.get(method, method)
+    return column_label(method)
 
 
 def classes_chart(results: dict, path: Path) -> Path:
     """Fig. 3: mean mAP per forget setting, one line per method with its 95% CI shaded; references dashed."""
-    from crossforget.experiments.sweeps import METRICS, REFERENCES
+    from crossforget.experiments.sweeps import METRICS
 
     points = results["points"]
     labels = [p["label"] for p in points]
@@ -108,7 +109,7 @@ def classes_chart(results: dict, path: Path) -> Path:
                     x, band[0], band[1], color=colour, alpha=0.2, label=f"{_method_label(method)} 95% CI"
                 )
         for reference in config["references"]:
-            if reference not in REFERENCES:
+            if reference not in reference_columns():
                 continue
             colour, text = styles[reference]
             means = [results["overall"][label][reference][metric]["mean"] for label in labels]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_write_text
-from crossforget.experiments.table2 import LABELS
+from crossforget.experiments.table2 import column_label
 from crossforget.reporting.tables import format_cell, markdown_table
 
 KIND_TITLES = {
@@ -202,7 +202,7 @@ def overview(found: list[Found], labels: list[str]) -> list[Block]:
         if item.kind == "table2":
             for method, delta in item.payload.get("delta", {}).items():
                 if method not in ("original", "retrain"):
-                    rows.append([label, LABELS.get(method, method), delta["forget"], delta["retain"]])
+                    rows.append([label, column_label(method), delta["forget"], delta["retain"]])
     if rows:
         blocks.append(Block("heading", "|Δ| on the query set (Table 2 runs; lower is better)", level=2))
         blocks.append(Block("table", columns=["result", "method", "|Δ| D_f", "|Δ| D_r"], rows=rows))
@@ -217,7 +217,7 @@ def overview(found: list[Found], labels: list[str]) -> list[Block]:
             tune_rows.append(
                 [
                     label,
-                    LABELS.get(p["method"], p["method"]),
+                    column_label(p["method"]),
                     forget,
                     p.get("trials"),
                     p.get("objective"),

@@ -16,14 +16,14 @@ import torch
 from torch import nn
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.unlearning.methods.bad_teacher import require_task_fields
 from crossforget.unlearning.methods.base import (
     StageTimer,
     UnlearningTask,
     UnlearnResult,
     copy_model,
-    register_method,
+    require_task_fields,
 )
+from crossforget.unlearning.methods.registry import register_method
 
 
 @dataclass
@@ -60,7 +60,14 @@ def relabel(labels: torch.Tensor, forget_classes: Sequence[int], rng: np.random.
     return out
 
 
-@register_method("amnesiac", AmnesiacOptions)
+@register_method(
+    "amnesiac",
+    AmnesiacOptions,
+    label="Amnesiac",
+    seeding="sample",
+    hashing_extension=True,
+    flags={"epochs": ()},
+)
 class Amnesiac:
     def __init__(self, options: AmnesiacOptions) -> None:
         self.options = options

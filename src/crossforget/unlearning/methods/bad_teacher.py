@@ -24,9 +24,10 @@ from crossforget.unlearning.methods.base import (
     UnlearningTask,
     UnlearnResult,
     copy_model,
-    option_range,
-    register_method,
+    require_task_fields,
 )
+from crossforget.unlearning.methods.options import option_range
+from crossforget.unlearning.methods.registry import register_method
 
 
 @dataclass
@@ -51,15 +52,14 @@ def distillation_set(
     return indices, is_forget
 
 
-def require_task_fields(task: UnlearningTask, *fields: str) -> None:
-    missing = [f for f in fields if getattr(task, f) is None]
-    if missing:
-        raise CrossforgetError(
-            f"this model's task does not provide {', '.join(missing)}; the method cannot run on it"
-        )
-
-
-@register_method("bad_teacher", BadTeacherOptions)
+@register_method(
+    "bad_teacher",
+    BadTeacherOptions,
+    label="Bad Teacher",
+    seeding="sample",
+    hashing_extension=True,
+    flags={"epochs": ()},
+)
 class BadTeacher:
     def __init__(self, options: BadTeacherOptions) -> None:
         self.options = options

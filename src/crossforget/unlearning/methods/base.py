@@ -1,4 +1,4 @@
-"""The method protocol, the task object methods work on, and the registry.
+"""The method protocol, the task object methods work on, and helpers every method uses.
 
 A method never modifies the model it is given: it returns a new one. Everything model-specific
 (the loss, how batches are made, how to train or re-initialise) comes through ``UnlearningTask``,
@@ -7,16 +7,11 @@ so the same PPP and SSD code serves hashing models and classifiers.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import math
-import types
-import typing
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -93,163 +88,6 @@ class UnlearningMethod(Protocol):
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult: ...
 
 
-@dataclass
-class _Entry:
-    factory: type
-    options: type
-
-
-_METHODS: dict[str, _Entry] = {}
-_BUILTIN = ("reference", "ssd_method", "ppp_method", "bad_teacher", "amnesiac")
-
-
-def register_method(name: str, options: type) -> Callable[[type], type]:
-    """Register a method class whose constructor takes one ``options`` dataclass instance."""
-
-    def decorate(cls: type) -> type:
-        cls.name = name
-        _METHODS[name] = _Entry(cls, options)
-        return cls
-
-    return decorate
-
-
-def _load_builtin() -> None:
-    for module in _BUILTIN:
-        importlib.import_module(f"crossforget.unlearning.methods.{module}")
-
-
-def method_names() -> list[str]:
-    _load_builtin()
-    return list(_METHODS)
-
-
-def method_options(name: str) -> type:
-    _load_builtin()
-    return _entry(name).options
-
-
-def _entry(name: str) -> _Entry:
-    if name not in _METHODS:
-        raise CrossforgetError(f"unknown method {name!r}; choose one of: {', '.join(_METHODS)}")
-    return _METHODS[name]
-
-
-@dataclass(frozen=True)
-class OptionRange:
-    """The values a numeric option may take: ``low`` <= value <= ``high`` (strict where ``*_open``)."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def __contains__(self, value: float) -> bool:
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
-
-    def __str__(self) -> str:
-        parts = []
-        if self.low is not None:
-            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
-        if self.high is not None:
-            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
-        return " and ".join(parts)
-
-
-def option_range(
-    low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False
-) -> dict[str, OptionRange]:
-    """Field metadata declaring an option's range: ``field(default=0.3, metadata=option_range(0, 1))``."""
-    return {"range": OptionRange(low, high, low_open, high_open)}
-
-
-_COUNT = OptionRange(1)
-_POSITIVE = OptionRange(0, low_open=True)
-_NONE_WORDS = ("all", "none", "null")
-
-
-def _default_range(name: str, kind: type) -> OptionRange | None:
-    """Ranges that follow from an option's name: counts, sizes and epochs are >= 1, learning rates
-    and their scales > 0. Anything else is only required to be finite unless its field declares more."""
-    if kind is int and (name in ("k", "epochs", "batch_size") or name.endswith(("_samples", "_epochs"))):
-        return _COUNT
-    if kind is float and (name == "lr" or name.endswith(("_lr", "_scale"))):
-        return _POSITIVE
-    return None
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    """``value`` as the annotated type; ValueError with what was expected otherwise."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType) and type(None) in args:
-        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        try:
-            return _coerce(value, inner)
-        except ValueError as exc:
-            raise ValueError(f"{exc} or 'all'") from None
-    if origin is Literal:
-        if value not in args:
-            raise ValueError("must be one of " + ", ".join(repr(a) for a in args))
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError("must be true or false")
-        return value
-    if hint is int:
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            return int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError("must be a whole number")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("must be a number")
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return float(value)
-    if hint is str and not isinstance(value, str):
-        raise ValueError("must be a string")
-    return value
-
-
-def validate_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The options of method ``name`` checked against its options dataclass and converted to the field
-    types (``forget_samples=all`` becomes None, ``k=3.0`` becomes 3); the one place every method's
-    options from flags, ``--option``, ``--params`` files and tuning pass through."""
-    _load_builtin()
-    entry = _entry(name)
-    fields = {f.name: f for f in dataclasses.fields(entry.options)}
-    unknown = set(options) - set(fields)
-    if unknown:
-        raise CrossforgetError(f"method {name} has no option(s) {sorted(unknown)}; valid: {sorted(fields)}")
-    hints = typing.get_type_hints(entry.options)
-    checked = {}
-    for key, value in options.items():
-        default = fields[key].default
-        example = f"e.g. {key}={default}" if default is not dataclasses.MISSING else f"a valid {key}"
-        try:
-            converted = _coerce(value, hints[key])
-        except ValueError as exc:
-            raise CrossforgetError(f"method {name} option {key}={value!r} {exc}; {example}") from None
-        kind = int if isinstance(converted, int) and not isinstance(converted, bool) else type(converted)
-        bounds = fields[key].metadata.get("range") or _default_range(key, kind)
-        if bounds is not None and converted is not None and converted not in bounds:
-            raise CrossforgetError(f"method {name} option {key}={value!r} must be {bounds}; {example}")
-        checked[key] = converted
-    return checked
-
-
-def create_method(name: str, **options: Any) -> UnlearningMethod:
-    """Instantiate a registered method; options are checked and converted by ``validate_options``."""
-    checked = validate_options(name, options)
-    entry = _entry(name)
-    return entry.factory(entry.options(**checked))
-
-
 class StageTimer:
     """Collects wall time per named stage."""
 
@@ -303,3 +141,12 @@ def copy_model(model: nn.Module) -> nn.Module:
     clone = copy.deepcopy(model)
     clone.eval()
     return clone
+
+
+def require_task_fields(task: UnlearningTask, *fields: str) -> None:
+    """Refuse a task that lacks the optional pieces (``outputs``, ``fit_relabelled``...) a method needs."""
+    missing = [f for f in fields if getattr(task, f) is None]
+    if missing:
+        raise CrossforgetError(
+            f"this model's task does not provide {', '.join(missing)}; the method cannot run on it"
+        )

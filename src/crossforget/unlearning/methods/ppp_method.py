@@ -18,11 +18,12 @@ from crossforget.unlearning.methods.base import (
     copy_model,
     extra_streams,
     forget_sample,
-    option_range,
-    register_method,
     sample_indices,
 )
 from crossforget.unlearning.methods.common import fisher_over, forget_fisher_is_zero, warn_about_forget_set
+from crossforget.unlearning.methods.options import option_range
+from crossforget.unlearning.methods.registry import register_method
+from crossforget.unlearning.methods.search_space import Dimension
 from crossforget.unlearning.ppp import DEFAULT_EPS, TensorPlan, apply_plan, dampening_plan
 from crossforget.unlearning.prototypes import neighbour_structure
 
@@ -81,7 +82,27 @@ class PPPOptions:
 MIN_ALPHA = 1.0
 
 
-@register_method("ppp", PPPOptions)
+# The paper's tuned hyperparameters; lam_max is uniform on (0, 1]: the lower end stays just above 0,
+# where Eq. 6 would zero every B weight.
+SEARCH_SPACE = {
+    "alpha": Dimension("log", 1.0, 1000.0),
+    "tau": Dimension("log", 0.1, 100.0),
+    "lam": Dimension("log", 0.1, 1e4),
+    "lam_max": Dimension("float", 1e-3, 1.0),
+    "k": Dimension("int", 1, 8),
+}
+FLAGS = {
+    "forget_samples": (),
+    "alpha": (),
+    "tau": (),
+    "lam": ("--lambda",),
+    "lam_max": ("--lambda-max",),
+    "k": (),
+    "estimator": (),
+}
+
+
+@register_method("ppp", PPPOptions, label="PPP", seeding="sample", search_space=SEARCH_SPACE, flags=FLAGS)
 class PPP:
     def __init__(self, options: PPPOptions) -> None:
         self.options = options

@@ -14,10 +14,11 @@ from crossforget.unlearning.methods.base import (
     UnlearnResult,
     copy_model,
     forget_sample,
-    option_range,
-    register_method,
 )
 from crossforget.unlearning.methods.common import fisher_over, forget_fisher_is_zero, warn_about_forget_set
+from crossforget.unlearning.methods.options import option_range
+from crossforget.unlearning.methods.registry import register_method
+from crossforget.unlearning.methods.search_space import Dimension
 from crossforget.unlearning.ssd import ssd_dampen
 
 
@@ -39,7 +40,14 @@ class SSDOptions:
     use_stored_fisher: bool = True
 
 
-@register_method("ssd", SSDOptions)
+@register_method(
+    "ssd",
+    SSDOptions,
+    label="SSD",
+    seeding="sample",
+    search_space={"alpha": Dimension("log", 1.0, 1000.0), "lam": Dimension("log", 0.1, 10.0)},
+    flags={"forget_samples": (), "alpha": (), "lam": ("--lambda",), "estimator": ()},
+)
 class SSD:
     def __init__(self, options: SSDOptions) -> None:
         self.options = options
