@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -12,7 +13,13 @@ from crossforget.data.forget import ForgetRequest
 from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
 from crossforget.tasks.hashing.task import run_method
 from crossforget.tasks.hashing.training import load_data
-from crossforget.unlearning.methods import create_method, method_names, method_options
+from crossforget.unlearning.methods import (
+    create_method,
+    method_info,
+    method_names,
+    method_options,
+    validate_options,
+)
 
 # Keep the contract test fast: training-based methods run one epoch here.
 FAST = {
@@ -42,7 +49,32 @@ def setup(tiny_checkpoint: Path):
 
 @pytest.mark.parametrize("name", method_names())
 def test_method_contract(name: str, setup, tiny_checkpoint: Path):
-    saved, loaded = setup
+    check_contract(name, *setup, tiny_checkpoint)
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_method_declaration(name: str):
+    check_declaration(name)
+
+
+def check_declaration(name: str) -> None:
+    """What a method declares: a label, a seeding kind, and a search space and flags over its options
+    whose defaults pass the option checks and whose ranges lie inside the options' declared ranges."""
+    info = method_info(name)
+    assert info.name == name and info.factory.name == name
+    assert info.label.strip() and info.seeding in ("fixed", "training", "sample")
+    options = {f.name: f for f in dataclasses.fields(info.options)}
+    assert set(info.flags) <= set(options) and set(info.search_space) <= set(options)
+    defaults = {k: f.default for k, f in options.items() if f.default is not dataclasses.MISSING}
+    assert validate_options(name, defaults) == defaults
+    for key, dimension in info.search_space.items():
+        bounds = options[key].metadata.get("range")
+        if bounds is not None:
+            assert dimension.low in bounds and dimension.high in bounds, (name, key)
+
+
+def check_contract(name: str, saved, loaded, tiny_checkpoint: Path) -> None:
+    """Same architecture, input model and files untouched, deterministic under a seed, timings reported."""
     before_files = _digest(tiny_checkpoint / "bits16")
     before_state = {k: v.clone() for k, v in saved.model.state_dict().items()}
     method = create_method(name, **_fast_options(name))

@@ -133,7 +133,11 @@ def _load_plugin(path: Path) -> str:
         raise CrossforgetError(f"cannot import method plugin {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]  # a file that failed to load is tried again, not half-registered
+        raise
     return name
 
 
