@@ -17,11 +17,13 @@ from torch import nn
 
 from crossforget.core.errors import CrossforgetError
 from crossforget.unlearning.methods.base import (
+    OptionsMethod,
     StageTimer,
     UnlearningTask,
     UnlearnResult,
     copy_model,
     require_task_fields,
+    require_training_options,
 )
 from crossforget.unlearning.methods.registry import register_method
 
@@ -68,15 +70,13 @@ def relabel(labels: torch.Tensor, forget_classes: Sequence[int], rng: np.random.
     hashing_extension=True,
     flags={"epochs": ()},
 )
-class Amnesiac:
-    def __init__(self, options: AmnesiacOptions) -> None:
-        self.options = options
+class Amnesiac(OptionsMethod):
+    options: AmnesiacOptions
 
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         o = self.options
         require_task_fields(task, "fit_relabelled")
-        if o.epochs < 1 or o.batch_size < 1 or o.lr <= 0:
-            raise CrossforgetError("Amnesiac needs epochs >= 1, batch_size >= 1 and lr > 0")
+        require_training_options(o, "Amnesiac")
         timer = StageTimer()
         rng = np.random.default_rng(seed)
         with timer.stage("relabel"):

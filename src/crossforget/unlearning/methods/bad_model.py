@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from crossforget.unlearning.methods.base import StageTimer, UnlearningTask, UnlearnResult, copy_model
+from crossforget.unlearning.methods.base import (
+    OptionsMethod,
+    StageTimer,
+    UnlearningTask,
+    UnlearnResult,
+    copy_model,
+)
 from crossforget.unlearning.methods.registry import register_method
 
 
@@ -16,12 +22,11 @@ class BadModelOptions:
 
 
 @register_method("bad_model", BadModelOptions, label="Bad", seeding="fixed")
-class BadModel:
+class BadModel(OptionsMethod):
     """Random re-initialisation of what was trained from scratch (everything for the small encoders,
     the hash heads only when the backbone was pretrained)."""
 
-    def __init__(self, options: BadModelOptions) -> None:
-        self.options = options
+    options: BadModelOptions
 
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         timer = StageTimer()

@@ -20,11 +20,13 @@ from crossforget.core.errors import CrossforgetError
 from crossforget.core.progress import progress_bar
 from crossforget.core.reproducibility import seed_everything
 from crossforget.unlearning.methods.base import (
+    OptionsMethod,
     StageTimer,
     UnlearningTask,
     UnlearnResult,
     copy_model,
     require_task_fields,
+    require_training_options,
 )
 from crossforget.unlearning.methods.options import option_range
 from crossforget.unlearning.methods.registry import register_method
@@ -60,15 +62,13 @@ def distillation_set(
     hashing_extension=True,
     flags={"epochs": ()},
 )
-class BadTeacher:
-    def __init__(self, options: BadTeacherOptions) -> None:
-        self.options = options
+class BadTeacher(OptionsMethod):
+    options: BadTeacherOptions
 
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         o = self.options
         require_task_fields(task, "outputs", "distillation_loss", "random_model")
-        if o.epochs < 1 or o.batch_size < 1 or o.lr <= 0:
-            raise CrossforgetError("Bad Teacher needs epochs >= 1, batch_size >= 1 and lr > 0")
+        require_training_options(o, "Bad Teacher")
         timer = StageTimer()
         rng = np.random.default_rng(seed)
         with timer.stage("teachers"):

@@ -88,6 +88,15 @@ class UnlearningMethod(Protocol):
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult: ...
 
 
+class OptionsMethod:
+    """What every registered method shares: it is built from one instance of its options dataclass."""
+
+    name: str
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+
 class StageTimer:
     """Collects wall time per named stage."""
 
@@ -150,3 +159,9 @@ def require_task_fields(task: UnlearningTask, *fields: str) -> None:
         raise CrossforgetError(
             f"this model's task does not provide {', '.join(missing)}; the method cannot run on it"
         )
+
+
+def require_training_options(options: Any, what: str) -> None:
+    """Refuse ``epochs`` < 1, ``batch_size`` < 1 or ``lr`` <= 0 in options built without ``create_method``."""
+    if options.epochs < 1 or options.batch_size < 1 or options.lr <= 0:
+        raise CrossforgetError(f"{what} needs epochs >= 1, batch_size >= 1 and lr > 0")

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from crossforget.unlearning.methods.base import StageTimer, UnlearningTask, UnlearnResult, copy_model
+from crossforget.unlearning.methods.base import (
+    OptionsMethod,
+    StageTimer,
+    UnlearningTask,
+    UnlearnResult,
+    copy_model,
+)
 from crossforget.unlearning.methods.registry import register_method
 
 
@@ -19,9 +25,8 @@ class FinetuneOptions:
 
 
 @register_method("finetune", FinetuneOptions, label="Finetune", seeding="training", flags={"epochs": ()})
-class Finetune:
-    def __init__(self, options: FinetuneOptions) -> None:
-        self.options = options
+class Finetune(OptionsMethod):
+    options: FinetuneOptions
 
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         timer = StageTimer()

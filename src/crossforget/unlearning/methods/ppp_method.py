@@ -12,6 +12,7 @@ from torch import nn
 from crossforget.core.errors import CrossforgetError
 from crossforget.unlearning.guard import GuardSettings, RetentionProbe, check_budget, guarded_search
 from crossforget.unlearning.methods.base import (
+    OptionsMethod,
     StageTimer,
     UnlearningTask,
     UnlearnResult,
@@ -103,9 +104,8 @@ FLAGS = {
 
 
 @register_method("ppp", PPPOptions, label="PPP", seeding="sample", search_space=SEARCH_SPACE, flags=FLAGS)
-class PPP:
-    def __init__(self, options: PPPOptions) -> None:
-        self.options = options
+class PPP(OptionsMethod):
+    options: PPPOptions
 
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         o = self.options

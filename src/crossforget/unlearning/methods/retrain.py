@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from crossforget.unlearning.methods.base import StageTimer, UnlearningTask, UnlearnResult
+from crossforget.unlearning.methods.base import OptionsMethod, StageTimer, UnlearningTask, UnlearnResult
 from crossforget.unlearning.methods.registry import register_method
 
 
@@ -20,11 +20,10 @@ class RetrainOptions:
 @register_method(
     "retrain", RetrainOptions, label="Retrain", seeding="fixed", ground_truth=True, flags={"epochs": ()}
 )
-class Retrain:
+class Retrain(OptionsMethod):
     """Train from scratch on train \\ D_f with the Original's recipe (new proxies, new initialisation)."""
 
-    def __init__(self, options: RetrainOptions) -> None:
-        self.options = options
+    options: RetrainOptions
 
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         timer = StageTimer()

@@ -9,6 +9,7 @@ from torch import nn
 
 from crossforget.unlearning.methods.base import (
     LEGACY_STORED_FISHER,
+    OptionsMethod,
     StageTimer,
     UnlearningTask,
     UnlearnResult,
@@ -48,9 +49,8 @@ class SSDOptions:
     search_space={"alpha": Dimension("log", 1.0, 1000.0), "lam": Dimension("log", 0.1, 10.0)},
     flags={"forget_samples": (), "alpha": (), "lam": ("--lambda",), "estimator": ()},
 )
-class SSD:
-    def __init__(self, options: SSDOptions) -> None:
-        self.options = options
+class SSD(OptionsMethod):
+    options: SSDOptions
 
     def _why_not_stored(self, task: UnlearningTask) -> str | None:
         """None when the stored I_D is the one this run would compute, else why it is computed instead.

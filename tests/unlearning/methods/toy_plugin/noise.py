@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from crossforget.unlearning.methods.base import StageTimer, UnlearningTask, UnlearnResult, copy_model
+from crossforget.unlearning.methods.base import (
+    OptionsMethod,
+    StageTimer,
+    UnlearningTask,
+    UnlearnResult,
+    copy_model,
+)
 from crossforget.unlearning.methods.options import option_range
 from crossforget.unlearning.methods.registry import register_method
 from crossforget.unlearning.methods.search_space import Dimension
@@ -28,9 +34,8 @@ class NoiseOptions:
     search_space={"sigma": Dimension("log", 1e-4, 1e-1)},
     flags={"sigma": ()},
 )
-class Noise:
-    def __init__(self, options: NoiseOptions) -> None:
-        self.options = options
+class Noise(OptionsMethod):
+    options: NoiseOptions
 
     def unlearn(self, model: nn.Module, task: UnlearningTask, seed: int) -> UnlearnResult:
         timer = StageTimer()
