@@ -24,17 +24,21 @@ from crossforget.experiments.tuning import (
 from crossforget.unlearning.methods import method_info, tunable_methods
 
 
-def register(parser: argparse.ArgumentParser) -> None:
-    # The search spaces are the methods' own declarations, read when the parser is made.
+def _description() -> str:
+    """The search spaces are the methods' own declarations, read when the parser is made."""
     spaces = "; ".join(
         f"{m}: "
         + ", ".join(f"{k} {d.kind} [{d.low:g}, {d.high:g}]" for k, d in method_info(m).search_space.items())
         for m in tunable_methods()
     )
-    parser.description = (
+    return (
         "Minimise |Delta| D_f (to Retrain) + |Delta| D_r (to Original) on held-out database "
         f"items (never the query set). Search spaces: {spaces}. Resumable; workers may share --storage."
     )
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = _description()
     parser.add_argument("--method", required=True, choices=sorted(tunable_methods()))
     parser.add_argument(
         "--checkpoint", required=True, type=Path, help="Original checkpoint folder (bits<B>/)"
@@ -63,6 +67,17 @@ def register(parser: argparse.ArgumentParser) -> None:
         help=f"held-out database items used as validation queries ({DEFAULT_SIZE})",
     )
     parser.add_argument("--validation-seed", type=int, default=0)
+    _add_search_controls(parser)
+    parser.add_argument(
+        "--cache", type=Path, default=Path("runs/cache"), help="cache of trained Retrain models"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default runs/tune-STUDY)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
+    add_device_options(parser)
+
+
+def _add_search_controls(parser: argparse.ArgumentParser) -> None:
+    """Options that shape the search itself: fixed or narrowed ranges, constant options, the sampler."""
     parser.add_argument(
         "--fix", action="append", metavar="KEY=VALUE", help="hold a tuned option fixed, e.g. k=3"
     )
@@ -82,12 +97,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sampler-seed", type=int, default=0, help="TPE seed (give each parallel worker its own)"
     )
-    parser.add_argument(
-        "--cache", type=Path, default=Path("runs/cache"), help="cache of trained Retrain models"
-    )
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default runs/tune-STUDY)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
-    add_device_options(parser)
 
 
 def parse_ranges(pairs: list[str] | None) -> dict[str, tuple[float, float]]:
