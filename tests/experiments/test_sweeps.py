@@ -13,9 +13,9 @@ import pytest
 from crossforget.cli import main
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.scenes.vocabulary import CLASS_NAMES
+from crossforget.engine.results import deltas
 from crossforget.engine.training import TrainingRecipe
 from crossforget.experiments.sweeps import class_sets
-from crossforget.experiments.table2 import deltas, seed_summary, summarise
 from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
 from crossforget.tasks.hashing.reference import reference_key
 from crossforget.tasks.hashing.training import load_data, model_config
@@ -47,15 +47,6 @@ def samples_run(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
     )
     assert code == 0
     return out
-
-
-def test_seed_summary_by_hand():
-    s = seed_summary([1.0, 2.0, 3.0])
-    half = T_975[2] * 1.0 / math.sqrt(3)
-    assert s["mean"] == pytest.approx(2.0) and s["std"] == pytest.approx(1.0) and s["n"] == 3
-    assert (s["ci_low"], s["ci_high"]) == (pytest.approx(2.0 - half), pytest.approx(2.0 + half))
-    single = seed_summary([7.5])
-    assert single == {"mean": 7.5, "std": 0.0, "n": 1, "ci_low": None, "ci_high": None}
 
 
 def test_samples_sweep_keeps_every_seed_and_its_intervals_are_right(samples_run: Path):
@@ -176,21 +167,3 @@ def test_bad_input_fails_before_any_work(argv, message, tiny_checkpoint: Path, t
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert not cache.exists() and not out.exists()
-
-
-def test_table2_summary_keeps_its_keys_and_adds_the_interval():
-    scores = {d: {"retain": 0.5, "forget_label": 0.1, "forget_any": 0.2} for d in ("I2T", "T2I")}
-    other = {d: {"retain": 0.7, "forget_label": 0.3, "forget_any": 0.2} for d in ("I2T", "T2I")}
-    summary = summarise({"ppp": {"16": {"0": scores, "1": other}}, "retrain": {"16": {"0": scores}}})
-    entry = summary["ppp"]["16-I2T"]["retain"]
-    assert set(entry) == {"mean", "std", "n", "ci_low", "ci_high"}
-    half = T_975[1] * entry["std"] / math.sqrt(2)
-    assert entry["mean"] == pytest.approx(60.0) and entry["std"] == pytest.approx(100 * math.sqrt(0.02))
-    assert (entry["ci_low"], entry["ci_high"]) == (pytest.approx(60.0 - half), pytest.approx(60.0 + half))
-    assert summary["retrain"]["16-T2I"]["forget_label"] == {
-        "mean": pytest.approx(10.0),
-        "std": 0.0,
-        "n": 1,
-        "ci_low": None,
-        "ci_high": None,
-    }

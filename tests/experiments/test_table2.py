@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -11,44 +10,12 @@ import pytest
 
 from crossforget.cli import main
 from crossforget.experiments import table2
-from crossforget.experiments.table2 import paired_difference
 from crossforget.tasks.hashing import task as hashing_task
 from crossforget.tasks.hashing import training as training_run
 from tests.conftest import TINY_DATA
-from tests.experiments.test_sweeps import T_975, assert_picture
+from tests.experiments.test_sweeps import assert_picture
 
 DIRECTIONS = ("I2T", "T2I")
-
-
-def _scores(retain: float, forget: float, any_label: float = 0.5) -> dict:
-    return {d: {"retain": retain, "forget_label": forget, "forget_any": any_label} for d in DIRECTIONS}
-
-
-def test_paired_difference_by_hand():
-    per_seed = {
-        "original": {"16": {"0": _scores(0.80, 0.40)}},
-        "retrain": {"16": {"0": _scores(0.80, 0.10)}},
-        "ppp": {"16": {"0": _scores(0.79, 0.12), "1": _scores(0.80, 0.11)}},
-        # seed 2 has no PPP partner and must be left out
-        "ssd": {"16": {"0": _scores(0.76, 0.15), "1": _scores(0.78, 0.18), "2": _scores(0.0, 0.0)}},
-    }
-    paired = paired_difference(per_seed, "ppp", "ssd")
-    assert paired["seeds"] == [0, 1]
-    retain = paired["settings"]["16-I2T"]["retain"]
-    # differences in points: seed 0: 79 - 76 = 3, seed 1: 80 - 78 = 2 -> mean 2.5, std sqrt(0.5)
-    half = T_975[1] * math.sqrt(0.5) / math.sqrt(2)
-    assert retain["mean"] == pytest.approx(2.5) and retain["std"] == pytest.approx(math.sqrt(0.5))
-    assert retain["n"] == 2
-    assert (retain["ci_low"], retain["ci_high"]) == (pytest.approx(2.5 - half), pytest.approx(2.5 + half))
-    forget = paired["settings"]["16-T2I"]["forget_label"]
-    assert forget["mean"] == pytest.approx(-5.0)  # (12 - 15) and (11 - 18) -> -3, -7
-    # per-seed |Delta| forget: PPP |12-10| = 2, |11-10| = 1; SSD 5, 8 -> differences -3, -7
-    assert paired["delta"]["forget"]["mean"] == pytest.approx(-5.0)
-    assert paired["delta"]["forget"]["std"] == pytest.approx(math.sqrt(8.0))
-    # per-seed |Delta| retain: PPP 1, 0; SSD 4, 2 -> -3, -2
-    assert paired["delta"]["retain"]["mean"] == pytest.approx(-2.5)
-    without_references = paired_difference({k: per_seed[k] for k in ("ppp", "ssd")}, "ppp", "ssd")
-    assert "delta" not in without_references and without_references["settings"] == paired["settings"]
 
 
 @pytest.fixture(scope="module")

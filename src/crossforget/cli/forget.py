@@ -8,6 +8,7 @@ from pathlib import Path
 
 from crossforget.cli.common import add_method_options, method_settings
 from crossforget.core.errors import CrossforgetError
+from crossforget.metrics.keys import DIRECTIONS
 
 DESCRIPTION = (
     "Unlearn classes from the serving model, delete items, re-encode the rest and swap "
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     )
     check = record.get("verification")
     if check:
-        for direction in ("I2T", "T2I"):
+        for direction in DIRECTIONS:
             b, a = check["before"][direction], check["after"][direction]
             print(
                 f"  {direction}: D_f {_pct(b['D_f'])} -> {_pct(a['D_f'])}, "

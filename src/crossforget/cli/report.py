@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
+from crossforget.experiments.table2 import column_label
 from crossforget.reporting.report import build_report, find_results, write_report
 
 DESCRIPTION = (
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     guard_output(args.out, [("folder", folder) for folder in args.folders], allow_inside=True)
     prepare_output_dir(args.out, args.overwrite)
     found = find_results(args.folders, exclude=args.out)
-    blocks, images = build_report(found, args.title)
+    blocks, images = build_report(found, args.title, column_label)
     with atomic_directory(args.out, overwrite=args.overwrite) as tmp:
         write_report(tmp, blocks, images, args.title)
     Console(stderr=True).print(

@@ -45,18 +45,17 @@ from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_directory, atomic_write_json, remove_stale_temporaries
 from crossforget.data.container import ArrayImages, FileImages, MultiModalData
 from crossforget.data.forget import ForgetPartition, ForgetRequest
+from crossforget.metrics.keys import DIRECTIONS, RETRIEVAL
 from crossforget.models.inputs import BatchSource
 from crossforget.tasks.hashing.checkpoint import (
     HashingCheckpoint,
     load_hashing_checkpoint,
     save_hashing_checkpoint,
 )
-from crossforget.tasks.hashing.evaluation import DIRECTIONS
 from crossforget.tasks.hashing.training import LoadedData
 
 EVALUATION_VERSION = 1
 CHECKPOINT_METHODS = ("finetune",)  # methods whose unlearned checkpoint is kept (they train)
-SCORE_KEYS = ("retain", "forget_label", "forget_any")
 Scores = dict[str, dict[str, float]]
 
 
@@ -118,7 +117,7 @@ def valid_scores(value: object) -> bool:
     if not isinstance(value, dict) or set(value) != set(DIRECTIONS):
         return False
     for metrics in value.values():
-        if not isinstance(metrics, dict) or set(metrics) != set(SCORE_KEYS):
+        if not isinstance(metrics, dict) or set(metrics) != set(RETRIEVAL):
             return False
         for number in metrics.values():
             if isinstance(number, bool) or not isinstance(number, int | float):

@@ -17,7 +17,19 @@ import numpy as np
 import torch
 from scipy import stats
 
+from crossforget.core.checkpoint import read_config
 from crossforget.core.errors import CrossforgetError
+from crossforget.data.forget import ForgetRequest
+from crossforget.data.registry import load_single_label
+from crossforget.tasks.classification.checkpoint import load_classifier_checkpoint
+from crossforget.tasks.classification.evaluation import penultimate_features
+from crossforget.tasks.classification.store import make_store
+from crossforget.tasks.classification.training import compute_prototypes as classification_prototypes
+from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+from crossforget.tasks.hashing.evaluation import encode
+from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs
+from crossforget.tasks.hashing.task import store_for
+from crossforget.tasks.hashing.training import compute_prototypes, load_data
 from crossforget.unlearning.prototypes import neighbour_structure
 
 GROUPS = (("forget", "forget classes"), ("neighbour", "neighbour classes"), ("other", "other retained"))
@@ -149,24 +161,12 @@ def density_map(
     else:
         coords = tsne_2d(features, seed)
         axis_labels = ("t-SNE dimension 1", "t-SNE dimension 2")
-    low, high = coords.min(axis=0), coords.max(axis=0)
-    span = np.where(high > low, high - low, 1.0)
-    xs = np.linspace(low[0] - PAD * span[0], high[0] + PAD * span[0], GRID)
-    ys = np.linspace(low[1] - PAD * span[1], high[1] + PAD * span[1], GRID)
-    result_groups = []
-    for index, (key, title) in enumerate(GROUPS):
-        points = coords[groups == index]
-        group = DensityGroup(key, title, points)
-        estimate = _kde(points, xs, ys)
-        if estimate is not None:
-            group.density, group.marginal_x, group.marginal_y = estimate
-        result_groups.append(group)
+    xs, ys, result_groups = _grouped_densities(coords, groups)
     names = representations.class_names
-    forget_names = ", ".join(names[c] for c in forget)
-    neighbour_names = ", ".join(names[c] for c in info.neighbours)
     title = (
         f"{representations.description}, {method.upper()}\n"
-        f"forget: {forget_names}; neighbours (k={k}): {neighbour_names}"
+        f"forget: {', '.join(names[c] for c in forget)}; "
+        f"neighbours (k={k}): {', '.join(names[c] for c in info.neighbours)}"
     )
     details = {
         "forget": [names[c] for c in forget],
@@ -181,10 +181,27 @@ def density_map(
     return DensityResult(title, axis_labels, result_groups, xs, ys, details)
 
 
+def _grouped_densities(
+    coords: np.ndarray, groups: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[DensityGroup]]:
+    """The padded evaluation grid and each group's points with its density (None below three points)."""
+    low, high = coords.min(axis=0), coords.max(axis=0)
+    span = np.where(high > low, high - low, 1.0)
+    xs = np.linspace(low[0] - PAD * span[0], high[0] + PAD * span[0], GRID)
+    ys = np.linspace(low[1] - PAD * span[1], high[1] + PAD * span[1], GRID)
+    result_groups = []
+    for index, (key, title) in enumerate(GROUPS):
+        points = coords[groups == index]
+        group = DensityGroup(key, title, points)
+        estimate = _kde(points, xs, ys)
+        if estimate is not None:
+            group.density, group.marginal_x, group.marginal_y = estimate
+        result_groups.append(group)
+    return xs, ys, result_groups
+
+
 def checkpoint_kind(path: Path) -> str:
     """ "classifier" for a classifier checkpoint folder, else "hashing" (a checkpoint or a bits* folder)."""
-    from crossforget.core.checkpoint import read_config
-
     config = path / "config.json"
     if config.is_file():
         return str(read_config(config).get("kind", "hashing"))
@@ -196,12 +213,6 @@ def hashing_representations(
 ) -> Representations:
     """Real-valued codes of the training split; ``both`` averages an item's image and text codes, as the
     default prototypes average the two modalities' prototypes."""
-    from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
-    from crossforget.tasks.hashing.evaluation import encode
-    from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs
-    from crossforget.tasks.hashing.task import store_for
-    from crossforget.tasks.hashing.training import compute_prototypes, load_data
-
     if modality not in MODALITIES:
         raise CrossforgetError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
     dirs = checkpoint_dirs(path)
@@ -241,12 +252,6 @@ def classifier_representations(
     forget classes when a loader samples classes (``include``), so that is tried when the options alone
     load other data.
     """
-    from crossforget.data.registry import load_single_label
-    from crossforget.tasks.classification.checkpoint import load_classifier_checkpoint
-    from crossforget.tasks.classification.evaluation import penultimate_features
-    from crossforget.tasks.classification.store import make_store
-    from crossforget.tasks.classification.training import compute_prototypes
-
     saved = load_classifier_checkpoint(path)
     recorded = saved.config.get("dataset", {})
     expected = recorded.get("fingerprint")
@@ -266,7 +271,7 @@ def classifier_representations(
     features = penultimate_features(saved.model, store, data.train).numpy()
     prototypes = saved.prototypes
     if prototypes is None:
-        prototypes = compute_prototypes(saved.model, store, data.train)
+        prototypes = classification_prototypes(saved.model, store, data.train)
     description = f"classifier {data.name}, penultimate features"
     return Representations(
         features, data.one_hot()[data.train], prototypes, list(data.class_names), description
@@ -275,8 +280,6 @@ def classifier_representations(
 
 def forget_indices(class_names: list[str], forget: list[str]) -> list[int]:
     """Class indices of the forget names (unknown names list the valid ones)."""
-    from crossforget.data.forget import ForgetRequest
-
     return ForgetRequest(forget).indices(class_names)
 
 

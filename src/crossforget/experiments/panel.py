@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from crossforget.core.io import atomic_write_json, atomic_write_text
 from crossforget.experiments.sweeps import SweepPoint, class_sets, write_sweep
-from crossforget.experiments.table2 import PRIMARY_FORGET, column_label
-from crossforget.reporting.tables import csv_table, markdown_table
-from crossforget.tasks.hashing.evaluation import DIRECTIONS
+from crossforget.experiments.table2 import column_label
+from crossforget.metrics.keys import DIRECTIONS, PRIMARY_FORGET, RETAIN
+from crossforget.reporting.figures import panel_chart
+from crossforget.reporting.tables import write_results
 from crossforget.unlearning.methods import reference_columns
 
 # Single classes of different frequency and scene ties, and the paper's multi-class settings of Fig. 3:
@@ -65,7 +65,7 @@ def seed_deltas(by_bits: dict, original: dict, retrain: dict | None) -> dict[str
         for bits, per_seed in by_bits.items():
             scores, base = per_seed[seed], original[bits][reference_seed[bits]]
             for d in DIRECTIONS:
-                retain.append(abs(scores[d]["retain"] - base[d]["retain"]))
+                retain.append(abs(scores[d][RETAIN] - base[d][RETAIN]))
                 if retrain is not None:
                     truth = retrain[bits][next(iter(retrain[bits]))]
                     forget.append(abs(scores[d][PRIMARY_FORGET] - truth[d][PRIMARY_FORGET]))
@@ -190,16 +190,12 @@ TARGETS = {"forget": (2.0, 2.0), "retain": (1.0, 3.0)}
 
 def write_panel(out: Path, results: dict) -> list[Path]:
     """The sweep files plus panel.json / .csv / .md (per request, worst seed) and panel.png."""
-    from crossforget.reporting.figures import panel_chart
-    from crossforget.reporting.report import markdown_safe
-
     written = write_sweep(out, results)
     summary = panel_summary(results)
     columns, rows = panel_rows(summary)
-    atomic_write_json(out / "panel.json", {**summary, "targets": TARGETS, "config": results["config"]})
-    atomic_write_text(out / "panel.csv", csv_table(columns, rows))
     split = results["config"]["score_on"]
     title = f"Request panel on {results['config']['dataset']['name']}, scored on the {split} split"
-    atomic_write_text(out / "panel.md", f"# {title}\n\n" + markdown_table(*markdown_safe(columns, rows)))
-    panel_chart(summary, out / "panel.png", TARGETS)
+    payload = {**summary, "targets": TARGETS, "config": results["config"]}
+    write_results(out, "panel", payload, columns, rows, title)
+    panel_chart(summary, out / "panel.png", column_label, TARGETS)
     return [*written, out / "panel.json", out / "panel.md", out / "panel.png"]

@@ -12,31 +12,26 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 from rich.console import Console
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.core.io import atomic_write_json, atomic_write_text
 from crossforget.core.reproducibility import environment_stamp
-from crossforget.data.forget import ForgetRequest, partition
+from crossforget.data.forget import ForgetPartition, ForgetRequest, partition
+from crossforget.data.splits import RetrievalSplit
 from crossforget.data.validation import validation_split
-from crossforget.experiments.table2 import (
-    PRIMARY_FORGET,
-    ReferenceRecipe,
-    column_label,
-    column_scores,
-    deltas,
-    run_column,
-    seed_summary,
-    summarise,
-)
-from crossforget.reporting.tables import csv_table, markdown_table
+from crossforget.engine.results import Column, SeedResults, deltas, overall, retrieval_line, summarise
+from crossforget.engine.runner import plan, run_columns
+from crossforget.experiments.table2 import ReferenceRecipe, column_label, column_scores, run_column
+from crossforget.metrics.keys import FORGET_ANY, PRIMARY_FORGET, RETAIN
+from crossforget.reporting.figures import classes_chart, samples_chart
+from crossforget.reporting.tables import write_results
 from crossforget.tasks.hashing.checkpoint import HashingCheckpoint, load_hashing_checkpoint
-from crossforget.tasks.hashing.evaluation import DIRECTIONS
 from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs
 from crossforget.tasks.hashing.task import attach_full_fisher, store_for
 from crossforget.tasks.hashing.training import LoadedData, load_data
@@ -55,7 +50,9 @@ PAPER_CLASS_SETS = (
 # COCO's "bench" (no emoji), and "chair" is the closest furniture class it keeps.
 SUBSTITUTES = {"bench": ("chair",)}
 PAPER_SAMPLE_SIZES = (20, 40, 60, 80, 100)
-METRICS = {PRIMARY_FORGET: "D_f mAP (forget label)", "retain": "D_r mAP"}
+# The two metrics the sweep tables and figures show; ``overall`` also keeps the any-label reading.
+METRICS = (PRIMARY_FORGET, RETAIN)
+OVERALL_METRICS = (*METRICS, FORGET_ANY)
 # "test": the query split the tables report; "validation": tune's held-out split (database \ train),
 # the one to choose defaults on.
 SCORE_SPLITS = ("test", "validation")
@@ -252,8 +249,8 @@ def run_sweep(
     requests = {p.label: ForgetRequest(p.forget) for p in points}
     split = validation_split(loaded.split) if config.score_on == "validation" else loaded.split
     parts = {label: partition(loaded.data, split, r) for label, r in requests.items()}
-    results: dict = {"sweep": kind, "per_seed": {}, "timings": {}, "diagnostics": {}}
-    shared: dict[tuple, tuple[dict, dict, dict]] = {}  # reference runs, reused across points
+    runs = SeedResults()
+    shared: dict[tuple, Column] = {}  # reference runs, reused across points
     started_all = time.perf_counter()
     for number, point in enumerate(points, 1):
         request, part = requests[point.label], parts[point.label]
@@ -261,41 +258,68 @@ def run_sweep(
             f"[bold]{kind} {number}/{len(points)}[/] {point.label}: forget {', '.join(request.classes)}"
         )
         for saved, reference in zip(checkpoints.saved, checkpoints.references, strict=True):
-            store = store_for(saved, loaded)
-            for method in (*config.references, *config.methods):
-                is_reference = method in config.references
-                seeds = [reference.seed] if is_reference else list(config.seeds)
-                options = {**config.method_options.get(method, {}), **point.options}
-                for seed in seeds:
-                    key = (request.classes, method, saved.bits)
-                    started = time.perf_counter()
-                    if is_reference and key in shared:
-                        scores, timing, diag = shared[key]
-                    else:
-                        model, timing, diag = run_column(
-                            method, seed, saved, loaded, request, reference, options
-                        )
-                        scores = column_scores(model, store, split, part)
-                        if is_reference:
-                            shared[key] = (scores, timing, diag)
-                    for name, value in (("per_seed", scores), ("timings", timing), ("diagnostics", diag)):
-                        by_bits = results[name].setdefault(point.label, {}).setdefault(method, {})
-                        by_bits.setdefault(str(saved.bits), {})[str(seed)] = value
-                    console.print(
-                        f"  {saved.bits} bits {column_label(method)} seed {seed}: D_f "
-                        + "/".join(f"{100 * scores[d][PRIMARY_FORGET]:.1f}" for d in DIRECTIONS)
-                        + " D_r "
-                        + "/".join(f"{100 * scores[d]['retain']:.1f}" for d in DIRECTIONS)
-                        + f" ({time.perf_counter() - started:.1f} s)"
-                    )
+            column = _point_columns(point, saved, reference, (loaded, split, request, part), config, shared)
+            run_columns(
+                runs,
+                plan((*config.references, *config.methods), config.seeds, config.references, reference.seed),
+                column,
+                partial(_path, point.label, str(saved.bits)),
+                partial(_report, console, saved.bits),
+            )
+    results = {"sweep": kind, **runs.as_dict()}
     results["points"] = [
         {"label": p.label, "forget": list(requests[p.label].classes), "options": p.options} for p in points
     ]
     results["partitions"] = {label: part.summary(loaded.data.class_names) for label, part in parts.items()}
     results["summary"] = {label: summarise(by_method) for label, by_method in results["per_seed"].items()}
-    results["overall"] = {label: overall(by_method) for label, by_method in results["per_seed"].items()}
+    results["overall"] = {
+        label: overall(by_method, OVERALL_METRICS) for label, by_method in results["per_seed"].items()
+    }
     results["delta"] = {label: deltas(summary) for label, summary in results["summary"].items()}
-    results["config"] = {
+    results["config"] = _sweep_config(checkpoints, config)
+    results["seconds"] = time.perf_counter() - started_all
+    results["environment"] = environment_stamp()
+    return results
+
+
+def _point_columns(
+    point: SweepPoint,
+    saved: HashingCheckpoint,
+    reference: ReferenceRecipe,
+    where: tuple[LoadedData, RetrievalSplit, ForgetRequest, ForgetPartition],
+    config: SweepConfig,
+    shared: dict[tuple, Column],
+) -> Callable[[str, int], Column]:
+    """The column maker of one point and checkpoint; reference columns are made once per request."""
+    loaded, split, request, part = where
+    store = store_for(saved, loaded)
+
+    def column(method: str, seed: int) -> Column:
+        key = (request.classes, method, saved.bits)
+        is_reference = method in config.references
+        if is_reference and key in shared:
+            return shared[key]
+        options = {**config.method_options.get(method, {}), **point.options}
+        model, timing, diag = run_column(method, seed, saved, loaded, request, reference, options)
+        made = Column(column_scores(model, store, split, part), timing, diag)
+        if is_reference:
+            shared[key] = made
+        return made
+
+    return column
+
+
+def _path(label: str, bits: str, method: str, seed: int) -> tuple[str, ...]:
+    return (label, method, bits, str(seed))
+
+
+def _report(console: Console, bits: int, method: str, seed: int, column: Column, seconds: float) -> None:
+    line = f"{column_label(method)} seed {seed}: {retrieval_line(column.scores)}"
+    console.print(f"  {bits} bits {line} ({seconds:.1f} s)")
+
+
+def _sweep_config(checkpoints: OriginalCheckpoints, config: SweepConfig) -> dict:
+    return {
         "checkpoint": str(checkpoints.path),
         "bits": checkpoints.bits,
         "methods": list(config.methods),
@@ -303,28 +327,11 @@ def run_sweep(
         "seeds": list(config.seeds),
         "method_options": config.method_options,
         "score_on": config.score_on,
-        "dataset": loaded.spec.to_dict(),
+        "dataset": checkpoints.loaded.spec.to_dict(),
         "primary_forget_metric": PRIMARY_FORGET,
         "confidence": 0.95,
-        "device": str(loaded.device or "cpu"),
+        "device": str(checkpoints.loaded.device or "cpu"),
     }
-    results["seconds"] = time.perf_counter() - started_all
-    results["environment"] = environment_stamp()
-    return results
-
-
-def overall(by_method: dict) -> dict:
-    """Per method and metric: each seed's mean over bits x directions (in %), summarised over seeds."""
-    out: dict = {}
-    for method, by_bits in by_method.items():
-        seeds = list(next(iter(by_bits.values())))
-        for metric in (*METRICS, "forget_any"):
-            values = [
-                100 * sum(by_bits[b][s][d][metric] for b in by_bits for d in DIRECTIONS) / (len(by_bits) * 2)
-                for s in seeds
-            ]
-            out.setdefault(method, {})[metric] = {**seed_summary(values), "values": values}
-    return out
 
 
 def _interval(entry: dict) -> str:
@@ -336,7 +343,7 @@ def _interval(entry: dict) -> str:
 def overall_rows(results: dict) -> tuple[list[str], list[list]]:
     """One row per point and column: mean, std and 95% CI over seeds of the bits x directions mean."""
     columns = ["point", "forget", "method", "n"]
-    for name in METRICS.values():
+    for name in (m.display for m in METRICS):
         columns += [f"{name} mean", f"{name} std", f"{name} 95% CI"]
     columns += ["|Δ| D_f", "|Δ| D_r"]
     rows, references = [], reference_columns()
@@ -347,7 +354,7 @@ def overall_rows(results: dict) -> tuple[list[str], list[list]]:
                 label,
                 ", ".join(point["forget"]),
                 column_label(method),
-                metrics["retain"]["n"],
+                metrics[RETAIN]["n"],
             ]
             for metric in METRICS:
                 entry = metrics[metric]
@@ -362,13 +369,13 @@ def overall_rows(results: dict) -> tuple[list[str], list[list]]:
 def detail_rows(results: dict) -> tuple[list[str], list[list]]:
     """One row per point, column and bits-direction: mean ± std and the 95% CI over seeds."""
     columns = ["point", "method", "setting", "n"] + [
-        f"{name} {part}" for name in METRICS.values() for part in ("mean", "std", "95% CI")
+        f"{name} {part}" for name in (m.display for m in METRICS) for part in ("mean", "std", "95% CI")
     ]
     rows = []
     for point in results["points"]:
         for method, settings in results["summary"][point["label"]].items():
             for setting, metrics in settings.items():
-                row: list = [point["label"], column_label(method), setting, metrics["retain"]["n"]]
+                row: list = [point["label"], column_label(method), setting, metrics[RETAIN]["n"]]
                 for metric in METRICS:
                     row += [metrics[metric]["mean"], metrics[metric]["std"], _interval(metrics[metric])]
                 rows.append(row)
@@ -385,25 +392,14 @@ def sweep_title(results: dict) -> str:
 
 def write_sweep(out: Path, results: dict) -> list[Path]:
     """results.json / .csv / .md, results_detail.csv / .md and results.png into ``out``."""
-    from crossforget.reporting.figures import classes_chart, samples_chart
-    from crossforget.reporting.report import markdown_safe
-
     title = sweep_title(results)
     columns, rows = overall_rows(results)
     detail_columns, detail = detail_rows(results)
-    atomic_write_json(out / "results.json", results)
-    atomic_write_text(out / "results.csv", csv_table(columns, rows))
     sets = "".join(f"- {p['label']}: {', '.join(p['forget'])}\n" for p in results["points"])
-    atomic_write_text(
-        out / "results.md", f"# {title}\n\n{markdown_table(*markdown_safe(columns, rows))}\nPoints:\n\n{sets}"
-    )
-    atomic_write_text(out / "results_detail.csv", csv_table(detail_columns, detail))
-    atomic_write_text(
-        out / "results_detail.md",
-        f"# {title}: per bits-direction\n\n" + markdown_table(*markdown_safe(detail_columns, detail)),
-    )
+    write_results(out, "results", results, columns, rows, title, f"\nPoints:\n\n{sets}")
+    write_results(out, "results_detail", None, detail_columns, detail, f"{title}: per bits-direction")
     chart = classes_chart if results["sweep"] == "classes" else samples_chart
-    chart(results, out / "results.png")
+    chart(results, out / "results.png", column_label, METRICS)
     return [
         out / n for n in ("results.json", "results.csv", "results.md", "results_detail.md", "results.png")
     ]

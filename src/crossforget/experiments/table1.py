@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from torch import nn
 
@@ -21,9 +21,13 @@ from crossforget.core.errors import CrossforgetError
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.container import SingleLabelData
 from crossforget.engine.reference_cache import cache_key, cached_reference
+from crossforget.engine.results import Column, SeedResults
+from crossforget.engine.runner import plan, run_columns
 from crossforget.engine.statistics import Summary, format_summary, summarise
+from crossforget.metrics.keys import CLASSIFICATION, FORGET_ACC, MIA, MIA_SHADOW, RETAIN_ACC, display_names
 from crossforget.models.classifier import classifier_config
-from crossforget.reporting.tables import print_table, write_results
+from crossforget.reporting.figures import table1_chart
+from crossforget.reporting.tables import write_results
 from crossforget.tasks.classification.checkpoint import (
     ClassifierCheckpoint,
     load_classifier_checkpoint,
@@ -38,7 +42,7 @@ from crossforget.tasks.classification.training import train_classifier
 from crossforget.unlearning.methods import UnlearningTask, create_method, method_label, method_names, seeding
 
 METHODS = ("original", "bad_model", "retrain", "finetune", "bad_teacher", "amnesiac", "ssd", "ppp")
-ROWS = {"forget_acc": "D_f Acc", "retain_acc": "D_r Acc", "mia": "MIA", "mia_shadow": "MIA (shadow)"}
+ROWS = display_names(CLASSIFICATION)
 
 
 @dataclass
@@ -168,11 +172,12 @@ def summarise_seeds(per_seed: dict) -> dict:
     }
 
 
-def _line(method: str, seed: int, scores: dict, seconds: float) -> str:
-    shadow = f" shadow {100 * scores['mia_shadow']:.1f}" if "mia_shadow" in scores else ""
-    return (
-        f"  {method_label(method)} seed {seed}: D_f {100 * scores['forget_acc']:.1f} "
-        f"D_r {100 * scores['retain_acc']:.1f} MIA {100 * scores['mia']:.1f}{shadow} ({seconds:.1f} s)"
+def _report(console: Console, method: str, seed: int, column: Column, seconds: float) -> None:
+    scores = column.scores
+    shadow = f" shadow {100 * scores[MIA_SHADOW]:.1f}" if MIA_SHADOW in scores else ""
+    console.print(
+        f"  {method_label(method)} seed {seed}: D_f {100 * scores[FORGET_ACC]:.1f} "
+        f"D_r {100 * scores[RETAIN_ACC]:.1f} MIA {100 * scores[MIA]:.1f}{shadow} ({seconds:.1f} s)"
     )
 
 
@@ -205,23 +210,40 @@ def run_table1(data: SingleLabelData, config: Table1Config, cache_dir: Path | No
         timings["shadow_models"] = time.perf_counter() - tick
         console.print(f"shadow attack ready ({timings['shadow_models']:.1f} s)")
     task = classification_task(original, data, store, forget)
-    results: dict = {"per_seed": {}, "timings": {}, "diagnostics": {}}
-    for method in config.methods:
-        for seed in [config.training_seed] if seeding(method) == "fixed" else list(config.seeds):
-            tick = time.perf_counter()
-            model, timing, diagnostics = _run_method(
-                method, seed, original, was_cached, task, config, cache_dir, description
-            )
-            scores = evaluate_classifier(model, store, data, forget, shadow)
-            elapsed = time.perf_counter() - tick
-            results["per_seed"].setdefault(method, {})[str(seed)] = scores
-            results["timings"].setdefault(method, {})[str(seed)] = {**timing, "wall": elapsed}
-            results["diagnostics"].setdefault(method, {})[str(seed)] = diagnostics
-            console.print(_line(method, seed, scores, elapsed))
+
+    def column(method: str, seed: int) -> Column:
+        model, timing, diagnostics = _run_method(
+            method, seed, original, was_cached, task, config, cache_dir, description
+        )
+        return Column(evaluate_classifier(model, store, data, forget, shadow), timing, diagnostics)
+
+    runs = SeedResults()
+    runs_plan = plan(
+        config.methods,
+        config.seeds,
+        {m for m in config.methods if seeding(m) == "fixed"},
+        config.training_seed,
+    )
+    report = partial(_report, console)
+    run_columns(runs, runs_plan, column, lambda method, seed: (method, str(seed)), report, wall="wall")
     timings["total"] = time.perf_counter() - started
+    return _table1_results(runs, data, task, shadow_info, timings, model_config, config)
+
+
+def _table1_results(
+    runs: SeedResults,
+    data: SingleLabelData,
+    task: UnlearningTask,
+    shadow_info: dict,
+    timings: dict,
+    model_config: dict,
+    config: Table1Config,
+) -> dict:
+    """The results JSON: per-seed trees, summaries, data and partition sizes, the run's configuration."""
+    results = runs.as_dict()
     results.update(
         summary=summarise_seeds(results["per_seed"]),
-        forget=[data.class_names[c] for c in forget],
+        forget=[data.class_names[c] for c in task.forget_classes],
         data=data.summary(),
         partition={"train_forget": int(task.train_forget.size), "train_retain": int(task.train_retain.size)},
         shadow=shadow_info,
@@ -270,41 +292,5 @@ def write_table1(out: Path, results: dict, console: Console) -> None:
         f"Classification (%) forgetting {', '.join(results['forget'])} on {results['data']['name']} "
         f"({results['config']['model']['architecture']})"
     )
-    print_table(title, columns, rows, console)
-    write_results(out, "results", results, columns, rows, title)
-    table1_chart(results, out / "results.png")
-
-
-def table1_chart(results: dict, path: Path) -> Path:
-    """Grouped bars per method (D_f Acc, D_r Acc, MIA), std as error bars."""
-    from crossforget.reporting.figures import plt, save_figure
-
-    summary = results["summary"]
-    methods = list(summary)
-    metrics = [m for m in ROWS if all(m in summary[k] for k in methods)]
-    fig, ax = plt.subplots(figsize=(11, 4))
-    width = 0.8 / len(metrics)
-    x = np.arange(len(methods))
-    colours = plt.cm.viridis(np.linspace(0.1, 0.85, len(metrics)))
-    for j, metric in enumerate(metrics):
-        means = [summary[m][metric]["mean"] for m in methods]
-        stds = [np.nan_to_num(summary[m][metric]["std"]) for m in methods]
-        ax.bar(
-            x + (j - (len(metrics) - 1) / 2) * width,
-            means,
-            width,
-            yerr=stds,
-            capsize=2,
-            color=colours[j],
-            label=ROWS[metric],
-        )
-    ax.set_xticks(x, [method_label(m) for m in methods], rotation=15)
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 105)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncols=len(metrics), loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
-    ax.set_title(
-        f"Forgetting {', '.join(results['forget'])} on {results['data']['name']}: D_f and MIA closer to "
-        "Retrain, D_r closer to Original"
-    )
-    return save_figure(fig, path)
+    write_results(out, "results", results, columns, rows, title, console=console)
+    table1_chart(results, out / "results.png", method_label, ROWS)

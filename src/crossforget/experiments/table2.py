@@ -8,13 +8,11 @@ retrievable?"); the any-label reading is kept in the JSON. |Delta| = mean over b
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from torch import nn
 
@@ -24,18 +22,27 @@ from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetPartition, ForgetRequest, partition
 from crossforget.data.splits import RetrievalSplit
 from crossforget.engine.result_cache import CHECKPOINT_METHODS, ResultCache
-from crossforget.engine.statistics import summarise as summarise_values
+from crossforget.engine.results import (
+    Column,
+    SeedResults,
+    deltas,
+    paired_difference,
+    retrieval_line,
+    summarise,
+)
+from crossforget.engine.runner import plan, run_columns
 from crossforget.engine.training import TrainingRecipe
+from crossforget.metrics.keys import FORGET_ANY, PRIMARY_FORGET, RETAIN, RETRIEVAL
 from crossforget.models.inputs import BatchSource
-from crossforget.reporting.tables import markdown_table, print_table, write_results
+from crossforget.reporting.figures import table2_chart
+from crossforget.reporting.tables import markdown_table, write_results
 from crossforget.tasks.hashing.checkpoint import HashingCheckpoint
-from crossforget.tasks.hashing.evaluation import DIRECTIONS, evaluate_model
+from crossforget.tasks.hashing.evaluation import evaluate_model
 from crossforget.tasks.hashing.reference import trained_reference
 from crossforget.tasks.hashing.task import run_method, store_for
 from crossforget.tasks.hashing.training import LoadedData
 from crossforget.unlearning.methods import create_method, find_method, method_label, seeding
 
-PRIMARY_FORGET = "forget_label"
 # Paired comparisons reported in the JSON: (method, baseline) -> method - baseline at each common seed.
 PAIRED = (("ppp", "ssd"),)
 
@@ -120,19 +127,22 @@ def run_column(
     return new.model, timings, diagnostics
 
 
-def scored_column(
-    method: str,
-    seed: int,
-    original: HashingCheckpoint,
-    loaded: LoadedData,
-    request: ForgetRequest,
-    reference: ReferenceRecipe,
-    options: dict,
-    cache: ResultCache,
-    store: BatchSource,
-    part: ForgetPartition,
-) -> tuple[dict, dict, dict, str]:
-    """(scores, timings, diagnostics, what came from the cache) of one column at one seed.
+@dataclass(frozen=True)
+class BitLength:
+    """What every column at one bit length shares: the Original, its data and store, the request, the
+    partition it is scored on, how Retrain is made and the result cache."""
+
+    original: HashingCheckpoint
+    loaded: LoadedData
+    store: BatchSource
+    request: ForgetRequest
+    part: ForgetPartition
+    reference: ReferenceRecipe
+    cache: ResultCache
+
+
+def scored_column(method: str, seed: int, options: dict, at: BitLength) -> Column:
+    """One column at one seed, with a note on what came from the cache.
 
     Original and Retrain are evaluated (or their scores read) by the digest of their weights; any other
     method's column is read whole from ``cache`` when it holds it, else run and stored. Diagnostics of
@@ -140,33 +150,32 @@ def scored_column(
     """
 
     def score(model: nn.Module) -> dict:
-        return column_scores(model, store, loaded.split, part)
+        return column_scores(model, at.store, at.loaded.split, at.part)
 
     if method in ("original", "retrain"):
-        model, timings, diagnostics = run_column(method, seed, original, loaded, request, reference)
-        scores, scored = cache.scores(model, store, partial(score, model))
+        model, timings, diagnostics = run_column(
+            method, seed, at.original, at.loaded, at.request, at.reference
+        )
+        scores, scored = at.cache.scores(model, at.store, partial(score, model))
         notes = ["model cached"] if diagnostics.get("cached") else []
         notes += ["scores cached"] if scored else []
-        return scores, timings, diagnostics, ", ".join(notes)
+        return Column(scores, timings, diagnostics, ", ".join(notes))
     settings = dataclasses.asdict(create_method(method, **options).options)
 
     def run() -> tuple[nn.Module, dict, dict]:
-        return run_column(method, seed, original, loaded, request, reference, options, cache)
+        return run_column(method, seed, at.original, at.loaded, at.request, at.reference, options, at.cache)
 
-    scores, timings, diagnostics, cached = cache.column(
-        method, settings, original, request, seed, store, run, score
+    scores, timings, diagnostics, cached = at.cache.column(
+        method, settings, at.original, at.request, seed, at.store, run, score
     )
-    return scores, timings, {**diagnostics, "cached": cached}, "column cached" if cached else ""
+    return Column(scores, timings, {**diagnostics, "cached": cached}, "column cached" if cached else "")
 
 
 def column_scores(
     model: nn.Module, store: BatchSource, split: RetrievalSplit, part: ForgetPartition
 ) -> dict[str, dict[str, float]]:
-    """{direction: {retain, forget_label, forget_any}} as fractions (the per-seed record of every runner)."""
-    return {
-        r["direction"]: {k: r[k] for k in ("retain", "forget_label", "forget_any")}
-        for r in evaluate_model(model, store, split, part)
-    }
+    """{direction: {metric: value}} over ``RETRIEVAL`` as fractions (the per-seed record of every runner)."""
+    return {r["direction"]: {k: r[k] for k in RETRIEVAL} for r in evaluate_model(model, store, split, part)}
 
 
 def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, console: Console) -> dict:
@@ -175,49 +184,68 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
     part = partition(loaded.data, loaded.split, request)
     reference = ReferenceRecipe(cache_dir, config.recipe, config.training_seed)
     cache = ResultCache(cache_dir, loaded, part)
-    results: dict = {"per_seed": {}, "timings": {}, "diagnostics": {}}
+    runs = SeedResults()
     for bits in config.bits:
-        # SSD's full-training-set Fisher does not depend on the seed: compute it once per model.
-        original, cached = trained_reference(
-            cache_dir,
-            loaded,
-            bits,
-            config.recipe,
-            config.training_seed,
-            (),
-            config.model_options,
-            store_fisher="ssd" in config.methods,
-        )
-        console.print(f"{bits} bits: Original {'from cache' if cached else 'trained'}")
-        store = store_for(original, loaded)
-        for method in config.methods:
-            seeds = config.seeds if seeding(method) == "sample" else [config.training_seed]
-            for seed in seeds:
-                started = time.perf_counter()
-                scores, timing, diag, note = scored_column(
-                    method,
-                    seed,
-                    original,
-                    loaded,
-                    request,
-                    reference,
-                    config.method_options.get(method, {}),
-                    cache,
-                    store,
-                    part,
-                )
-                results["per_seed"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = scores
-                results["timings"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = timing
-                results["diagnostics"].setdefault(method, {}).setdefault(str(bits), {})[str(seed)] = diag
-                console.print(
-                    f"  {column_label(method)} seed {seed}: "
-                    f"D_f {100 * scores['I2T'][PRIMARY_FORGET]:.1f}/"
-                    f"{100 * scores['T2I'][PRIMARY_FORGET]:.1f} "
-                    f"D_r {100 * scores['I2T']['retain']:.1f}/{100 * scores['T2I']['retain']:.1f} "
-                    f"({time.perf_counter() - started:.1f} s{', ' + note if note else ''})"
-                )
-    results["summary"] = summarise(results["per_seed"], config)
-    results["delta"] = deltas(results["summary"], config)
+        _run_bits(runs, bits, loaded, config, (request, part, reference), cache, console)
+    return _table2_results(runs, loaded, config, request, part)
+
+
+def _run_bits(
+    runs: SeedResults,
+    bits: int,
+    loaded: LoadedData,
+    config: Table2Config,
+    forget: tuple[ForgetRequest, ForgetPartition, ReferenceRecipe],
+    cache: ResultCache,
+    console: Console,
+) -> None:
+    """Every column at one bit length into ``runs`` (method / bits / seed)."""
+    request, part, reference = forget
+    # SSD's full-training-set Fisher does not depend on the seed: compute it once per model.
+    original, cached = trained_reference(
+        reference.cache_dir,
+        loaded,
+        bits,
+        config.recipe,
+        config.training_seed,
+        (),
+        config.model_options,
+        store_fisher="ssd" in config.methods,
+    )
+    console.print(f"{bits} bits: Original {'from cache' if cached else 'trained'}")
+    at = BitLength(original, loaded, store_for(original, loaded), request, part, reference, cache)
+
+    def column(method: str, seed: int) -> Column:
+        return scored_column(method, seed, config.method_options.get(method, {}), at)
+
+    run_columns(
+        runs,
+        plan(config.methods, config.seeds, _once(config.methods), config.training_seed),
+        column,
+        lambda method, seed: (method, str(bits), str(seed)),
+        partial(_report, console),
+    )
+
+
+def _once(methods: Sequence[str]) -> set[str]:
+    """The columns run once, at the training seed: all but those that draw a sample per seed."""
+    return {m for m in methods if seeding(m) != "sample"}
+
+
+def _report(console: Console, method: str, seed: int, column: Column, seconds: float) -> None:
+    note = f", {column.note}" if column.note else ""
+    console.print(
+        f"  {column_label(method)} seed {seed}: {retrieval_line(column.scores)} ({seconds:.1f} s{note})"
+    )
+
+
+def _table2_results(
+    runs: SeedResults, loaded: LoadedData, config: Table2Config, request: ForgetRequest, part: ForgetPartition
+) -> dict:
+    """The results JSON: per-seed trees, summaries, |Δ|, paired differences, the run's configuration."""
+    results = runs.as_dict()
+    results["summary"] = summarise(results["per_seed"])
+    results["delta"] = deltas(results["summary"])
     results["paired"] = {
         f"{a}-{b}": paired_difference(results["per_seed"], a, b)
         for a, b in PAIRED
@@ -241,105 +269,6 @@ def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, consol
     return results
 
 
-def seed_summary(values: Sequence[float]) -> dict:
-    """Mean, sample std (0 for a single run), n and the 95% Student-t interval (null below two runs).
-
-    Built on ``statistics.summarise`` so every runner agrees; null rather than NaN keeps the JSON strict.
-    """
-    s = summarise_values(values)
-    spread = s.n > 1
-    return {
-        "mean": s.mean,
-        "std": 0.0 if s.n == 1 else s.std,
-        "n": s.n,
-        "ci_low": s.ci_low if spread else None,
-        "ci_high": s.ci_high if spread else None,
-    }
-
-
-def summarise(per_seed: dict, config: Table2Config | None = None) -> dict:
-    """``seed_summary`` per method, bits, direction and metric, in %."""
-    summary: dict = {}
-    for method, by_bits in per_seed.items():
-        for bits, by_seed in by_bits.items():
-            for direction in DIRECTIONS:
-                for metric in ("retain", "forget_label", "forget_any"):
-                    entry = seed_summary([100 * s[direction][metric] for s in by_seed.values()])
-                    summary.setdefault(method, {}).setdefault(f"{bits}-{direction}", {})[metric] = entry
-    return summary
-
-
-def deltas(summary: dict, config: Table2Config | None = None) -> dict:
-    """|Delta| per method: D_f against Retrain, D_r against Original (percentage points)."""
-    if "original" not in summary or "retrain" not in summary:
-        return {}
-    out = {}
-    for method, settings in summary.items():
-        forget = [
-            abs(v[PRIMARY_FORGET]["mean"] - summary["retrain"][k][PRIMARY_FORGET]["mean"])
-            for k, v in settings.items()
-        ]
-        retain = [
-            abs(v["retain"]["mean"] - summary["original"][k]["retain"]["mean"]) for k, v in settings.items()
-        ]
-        out[method] = {"forget": float(np.mean(forget)), "retain": float(np.mean(retain))}
-    return out
-
-
-def paired_difference(per_seed: dict, method: str, baseline: str) -> dict:
-    """``method - baseline`` seed by seed, in mAP points, with mean, std and the 95% t-interval.
-
-    Paired because seed s draws the same forget sample in every sampled method (``forget_sample``),
-    so the seed-to-seed spread of the sample cancels. ``settings``: per bits-direction and metric;
-    ``delta``: each seed's |Delta| (against the deterministic Retrain and Original, as in ``deltas``)
-    of ``method`` minus that of ``baseline`` (negative: ``method`` is closer), present when both
-    references were run. Only seeds both methods ran at every bit length count.
-    """
-    first, second = per_seed[method], per_seed[baseline]
-    bits = [b for b in first if b in second]
-    seeds = sorted(set.intersection(*(set(first[b]) & set(second[b]) for b in bits)), key=int) if bits else []
-    out: dict = {"method": method, "baseline": baseline, "seeds": [int(s) for s in seeds], "settings": {}}
-    if not seeds:
-        return out
-    for b in bits:
-        for direction in DIRECTIONS:
-            out["settings"][f"{b}-{direction}"] = {
-                metric: seed_summary(
-                    [100 * (first[b][s][direction][metric] - second[b][s][direction][metric]) for s in seeds]
-                )
-                for metric in ("retain", "forget_label", "forget_any")
-            }
-    if "original" in per_seed and "retrain" in per_seed:
-
-        def reference(name: str, b: str) -> dict:
-            return next(iter(per_seed[name][b].values()))
-
-        def seed_delta(runs: dict, s: str, key: str, against: str) -> float:
-            return float(
-                np.mean(
-                    [
-                        abs(runs[b][s][d][key] - reference(against, b)[d][key])
-                        for b in bits
-                        for d in DIRECTIONS
-                    ]
-                )
-            )
-
-        out["delta"] = {
-            name: seed_summary(
-                [
-                    100 * (seed_delta(first, s, key, against) - seed_delta(second, s, key, against))
-                    for s in seeds
-                ]
-            )
-            for name, key, against in (
-                ("forget", PRIMARY_FORGET, "retrain"),
-                ("retain", "retain", "original"),
-            )
-        }
-    return out
-
-
 def table_rows(results: dict, metric: str = PRIMARY_FORGET) -> tuple[list[str], list[list]]:
     methods = list(results["summary"])
     columns = ["Bits"] + [f"{column_label(m)} {name}" for m in methods for name in ("D_f", "D_r")]
@@ -348,7 +277,7 @@ def table_rows(results: dict, metric: str = PRIMARY_FORGET) -> tuple[list[str], 
     for setting in settings:
         row: list = [setting]
         for m in methods:
-            for key in (metric, "retain"):
+            for key in (metric, RETAIN):
                 e = results["summary"][m][setting][key]
                 row.append(f"{e['mean']:.1f}" + (f" ± {e['std']:.1f}" if e["n"] > 1 else ""))
         rows.append(row)
@@ -369,13 +298,10 @@ def write_table2(out: Path, results: dict, console: Console) -> None:
         f"Retrieval mAP (%) forgetting {', '.join(results['forget'])} on "
         f"{results['config']['dataset']['name']} (D_f: forget-label relevance)"
     )
-    print_table(title, columns, rows, console)
-    write_results(out, "results", results, columns, rows, title)
-    any_columns, any_rows = table_rows(results, "forget_any")
+    write_results(out, "results", results, columns, rows, title, console=console)
+    any_columns, any_rows = table_rows(results, FORGET_ANY)
     atomic_write_text(
         out / "results_any_label.md",
         f"# {title.replace('forget-label', 'any-label')}\n\n" + markdown_table(any_columns, any_rows),
     )
-    from crossforget.reporting.figures import table2_chart
-
-    table2_chart(results, out / "results.png")
+    table2_chart(results, out / "results.png", column_label)

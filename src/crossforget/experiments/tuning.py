@@ -37,10 +37,12 @@ from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.splits import RetrievalSplit
 from crossforget.data.validation import validation_split
+from crossforget.engine.results import seed_summary
 from crossforget.experiments.sweeps import OriginalCheckpoints
-from crossforget.experiments.table2 import PRIMARY_FORGET, column_scores, run_column, seed_summary
+from crossforget.experiments.table2 import column_scores, run_column
+from crossforget.metrics.keys import DIRECTIONS, PRIMARY_FORGET, RETAIN
+from crossforget.reporting.figures import tuning_chart
 from crossforget.reporting.tables import csv_table, markdown_table
-from crossforget.tasks.hashing.evaluation import DIRECTIONS
 from crossforget.tasks.hashing.task import run_method, store_for
 from crossforget.unlearning.methods import (
     Dimension,
@@ -156,6 +158,37 @@ def run_study(
     if trials < 1:
         raise CrossforgetError(f"--trials must be at least 1, got {trials}")
     console = console or Console(stderr=True)
+    study = _open_study(storage, study_name, setup, sampler_seed)
+    done = finished_trials(study)
+    if done:
+        console.print(f"study {study_name}: resuming with {done} finished trial(s)")
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**fixed, **{name: dim.suggest(trial, name) for name, dim in space.items()}}
+        value = math.nan
+        for step, value in enumerate(steps(params, trial.set_user_attr)):
+            trial.report(value, step)
+            if step < num_steps - 1 and trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    if done >= trials:
+        console.print(f"study {study_name} already holds {done} finished trial(s); nothing to run")
+    else:
+        study.optimize(
+            _infeasible_pruned(objective),
+            n_trials=trials - done,
+            callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED), _announcer(console, trials)],
+        )
+    if _best(study) is None:
+        raise CrossforgetError(f"no trial of study {study_name!r} completed; see the trial messages above")
+    return study
+
+
+def _open_study(
+    storage: optuna.storages.BaseStorage, study_name: str, setup: dict, sampler_seed: int | None
+) -> optuna.Study:
+    """The study (created or loaded), its sampler seeded past the trials it holds; another setup refused."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are reported below
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -179,18 +212,11 @@ def run_study(
             f"study {study_name!r} in this storage was created for another setup; resume it with the same "
             "options or choose another --study name"
         )
-    done = finished_trials(study)
-    if done:
-        console.print(f"study {study_name}: resuming with {done} finished trial(s)")
+    return study
 
-    def objective(trial: optuna.Trial) -> float:
-        params = {**fixed, **{name: dim.suggest(trial, name) for name, dim in space.items()}}
-        value = math.nan
-        for step, value in enumerate(steps(params, trial.set_user_attr)):
-            trial.report(value, step)
-            if step < num_steps - 1 and trial.should_prune():
-                raise optuna.TrialPruned()
-        return value
+
+def _announcer(console: Console, trials: int) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """The callback that prints each finished trial and the best so far."""
 
     def announce(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         shown = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
@@ -205,17 +231,7 @@ def run_study(
             f"[{finished_trials(study)}/{trials}]"
         )
 
-    if done >= trials:
-        console.print(f"study {study_name} already holds {done} finished trial(s); nothing to run")
-    else:
-        study.optimize(
-            _infeasible_pruned(objective),
-            n_trials=trials - done,
-            callbacks=[optuna.study.MaxTrialsCallback(trials, states=FINISHED), announce],
-        )
-    if _best(study) is None:
-        raise CrossforgetError(f"no trial of study {study_name!r} completed; see the trial messages above")
-    return study
+    return announce
 
 
 def _infeasible_pruned(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
@@ -291,7 +307,7 @@ class ValidationObjective:
                 f"({time.perf_counter() - started:.1f} s)"
             )
             self.truth[saved.bits] = {
-                d: {"forget": 100 * retrain[d][PRIMARY_FORGET], "retain": 100 * original[d]["retain"]}
+                d: {"forget": 100 * retrain[d][PRIMARY_FORGET], "retain": 100 * original[d][RETAIN]}
                 for d in DIRECTIONS
             }
 
@@ -303,7 +319,7 @@ class ValidationObjective:
         """(|Delta| D_f, |Delta| D_r) of one run, averaged over directions, in mAP points."""
         truth = self.truth[bits]
         forget = np.mean([abs(100 * scores[d][PRIMARY_FORGET] - truth[d]["forget"]) for d in DIRECTIONS])
-        retain = np.mean([abs(100 * scores[d]["retain"] - truth[d]["retain"]) for d in DIRECTIONS])
+        retain = np.mean([abs(100 * scores[d][RETAIN] - truth[d]["retain"]) for d in DIRECTIONS])
         return float(forget), float(retain)
 
     def __call__(self, params: dict[str, Any], record: Callable[[str, Any], None]) -> Iterator[float]:
@@ -388,8 +404,6 @@ def best_payload(
 
 def write_tuning(out: Path, study: optuna.Study, payload: dict) -> None:
     """best.json, trials.json / .csv, tuning.md and history.png into ``out``."""
-    from crossforget.reporting.figures import tuning_chart
-
     records = trial_records(study)
     names = sorted({k for r in records for k in r["params"]})
     columns = ["trial", "state", "objective", *names, "seconds"]

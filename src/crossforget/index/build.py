@@ -25,6 +25,7 @@ from crossforget.index.store import (
     write_manifest,
     write_version,
 )
+from crossforget.metrics.keys import I2T, T2I
 from crossforget.tasks.hashing.training import LoadedData
 
 RECALL_QUERIES = 200
@@ -55,7 +56,7 @@ def ivf_recall(
 ) -> dict:
     """Recall@k of IVF against exact search, per direction, on held-out items' codes as queries."""
     out: dict = {"k": k, "queries": int(next(iter(queries.values())).shape[0])}
-    for direction, (q_mod, d_mod) in {"I2T": ("image", "text"), "T2I": ("text", "image")}.items():
+    for direction, (q_mod, d_mod) in {I2T: ("image", "text"), T2I: ("text", "image")}.items():
         exact_d, exact_i = exact_top_k(flat_index(codes[d_mod], ids, bits), queries[q_mod], k)
         approx = ivf_index(codes[d_mod], ids, bits, ivf.nlist, ivf.nprobe)
         approx_d, approx_i = exact_top_k(approx, queries[q_mod], k)

@@ -22,9 +22,10 @@ import numpy as np
 from crossforget.core.errors import CrossforgetError
 from crossforget.index.encode import encode_image, encode_text, read_image
 from crossforget.index.store import IndexVersion, open_index, serving
+from crossforget.metrics.keys import I2T, T2I
 
 # Direction -> (query modality, database modality).
-DIRECTIONS = {"I2T": ("image", "text"), "T2I": ("text", "image")}
+DIRECTIONS = {I2T: ("image", "text"), T2I: ("text", "image")}
 MAX_K = 10_000
 
 
@@ -162,7 +163,7 @@ class Searcher:
             raise CrossforgetError("the text query is empty; give a sentence such as 'a dog on a beach'")
         version = self.current()
         code = encode_text(version.model.model, version.model.preprocessor, [text])
-        return self._result(version, code, "T2I", k, exact)
+        return self._result(version, code, T2I, k, exact)
 
     def search_image(
         self, image: str | Path | bytes | np.ndarray, k: int = 10, exact: bool = False
@@ -180,7 +181,7 @@ class Searcher:
                 f"an image array must be ({size}, {size}, 3) uint8, got {image.shape} {image.dtype}"
             )
         code = encode_image(version.model.model, preprocessor, image)
-        return self._result(version, code, "I2T", k, exact)
+        return self._result(version, code, I2T, k, exact)
 
     def _result(
         self, version: IndexVersion, code: np.ndarray, direction: str, k: int, exact: bool

@@ -28,6 +28,7 @@ from crossforget.data.forget import carries_any
 from crossforget.data.splits import RetrievalSplit
 from crossforget.data.validation import validation_split
 from crossforget.metrics.classification import softmax_entropy
+from crossforget.metrics.keys import PRIMARY_FORGET, RETAIN
 from crossforget.metrics.mia import membership_classifier, membership_rate
 from crossforget.metrics.retrieval import unpack_codes
 from crossforget.tasks.hashing.evaluation import Codes, retrieval_scores
@@ -122,13 +123,13 @@ def scores(
         list(request),
     )
     out: dict = {
-        r["direction"]: {"D_f": _nan_to_none(r["forget_label"]), "D_r": _nan_to_none(r["retain"])}
+        r["direction"]: {"D_f": _nan_to_none(r[PRIMARY_FORGET]), "D_r": _nan_to_none(r[RETAIN])}
         for r in records
     }
     out["chance"] = {
         r["direction"]: {
-            "D_f": _nan_to_none(r["chance"]["forget_label"]),
-            "D_r": _nan_to_none(r["chance"]["retain"]),
+            "D_f": _nan_to_none(r["chance"][PRIMARY_FORGET]),
+            "D_r": _nan_to_none(r["chance"][RETAIN]),
         }
         for r in records
     }

@@ -13,14 +13,14 @@ import html
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_write_text
-from crossforget.experiments.table2 import column_label
-from crossforget.reporting.tables import format_cell, markdown_table
+from crossforget.metrics.keys import FORGET_ACC
+from crossforget.reporting.tables import format_cell, markdown_safe, markdown_table
 
 KIND_TITLES = {
     "table2": "Retrieval unlearning (Table 2)",
@@ -78,7 +78,7 @@ def classify(path: Path, payload: dict) -> str | None:
     if "delta" in payload and "summary" in payload:
         return "table2"
     summary = payload.get("summary")
-    if isinstance(summary, dict) and any(isinstance(v, dict) and "forget_acc" in v for v in summary.values()):
+    if isinstance(summary, dict) and any(isinstance(v, dict) and FORGET_ACC in v for v in summary.values()):
         return "table1"
     return "results"
 
@@ -194,7 +194,7 @@ def _density_blocks(payload: dict) -> list[Block]:
     return [Block("paragraph", info), Block("table", columns=["group", "samples"], rows=rows)]
 
 
-def overview(found: list[Found], labels: list[str]) -> list[Block]:
+def overview(found: list[Found], labels: list[str], method_label: Callable[[str], str]) -> list[Block]:
     """Headline numbers side by side: |Delta| rows of Table 2 runs and tuned objectives."""
     blocks: list[Block] = []
     rows = []
@@ -202,7 +202,7 @@ def overview(found: list[Found], labels: list[str]) -> list[Block]:
         if item.kind == "table2":
             for method, delta in item.payload.get("delta", {}).items():
                 if method not in ("original", "retrain"):
-                    rows.append([label, column_label(method), delta["forget"], delta["retain"]])
+                    rows.append([label, method_label(method), delta["forget"], delta["retain"]])
     if rows:
         blocks.append(Block("heading", "|Δ| on the query set (Table 2 runs; lower is better)", level=2))
         blocks.append(Block("table", columns=["result", "method", "|Δ| D_f", "|Δ| D_r"], rows=rows))
@@ -217,7 +217,7 @@ def overview(found: list[Found], labels: list[str]) -> list[Block]:
             tune_rows.append(
                 [
                     label,
-                    column_label(p["method"]),
+                    method_label(p["method"]),
                     forget,
                     p.get("trials"),
                     p.get("objective"),
@@ -230,8 +230,10 @@ def overview(found: list[Found], labels: list[str]) -> list[Block]:
     return blocks
 
 
-def build_report(found: list[Found], title: str) -> tuple[list[Block], list[tuple[Path, str]]]:
-    """All blocks of the report and the figures it needs."""
+def build_report(
+    found: list[Found], title: str, method_label: Callable[[str], str] = str
+) -> tuple[list[Block], list[tuple[Path, str]]]:
+    """All blocks of the report and the figures it needs; ``method_label``: a method name's column label."""
     images: list[tuple[Path, str]] = []
     blocks = [Block("heading", title, level=1)]
     counts = ", ".join(
@@ -241,7 +243,7 @@ def build_report(found: list[Found], title: str) -> tuple[list[Block], list[tupl
     )
     blocks.append(Block("paragraph", f"{len(found)} result(s): {counts}."))
     labels = _labels(found)
-    blocks += overview(found, labels)
+    blocks += overview(found, labels, method_label)
     for item, label in zip(found, labels, strict=True):
         blocks += section(item, label, images)
     return blocks, images
@@ -258,11 +260,6 @@ def _labels(found: list[Found]) -> list[str]:
         label = folder.relative_to(base)
         labels.append(str(label / item.source.stem if item.kind == "density" else label))
     return labels
-
-
-def markdown_safe(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> tuple[list[str], list[list]]:
-    """Headers with ``|`` escaped (e.g. ``|Δ| D_f``); ``markdown_table`` escapes the cells itself."""
-    return [c.replace("|", "\\|") for c in columns], [list(row) for row in rows]
 
 
 def to_markdown(blocks: list[Block]) -> str:

@@ -49,19 +49,34 @@ def print_table(
     console.print(table)
 
 
+def markdown_safe(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> tuple[list[str], list[list]]:
+    """Headers with ``|`` escaped (e.g. ``|Δ| D_f``); ``markdown_table`` escapes the cells itself."""
+    return [c.replace("|", "\\|") for c in columns], [list(row) for row in rows]
+
+
 def write_results(
     out_dir: Path,
     stem: str,
-    payload: dict,
+    payload: dict | None,
     columns: Sequence[str],
     rows: Sequence[Sequence[object]],
     title: str,
+    notes: str = "",
+    console: Console | None = None,
 ) -> dict[str, Path]:
-    """Write ``stem``.json / .csv / .md atomically; the Markdown file starts with the title."""
+    """Write ``stem``.json (unless ``payload`` is None) / .csv / .md atomically, the one result writer.
+
+    The Markdown file is the title, the table and ``notes``; ``console``: print the table there first.
+    """
+    if console is not None:
+        print_table(title, columns, rows, console)
     if may_write(out_dir):  # under torchrun rank 0 alone writes
         out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{stem}.json", "csv": out_dir / f"{stem}.csv", "md": out_dir / f"{stem}.md"}
-    atomic_write_json(paths["json"], payload)
+    if payload is None:
+        del paths["json"]
+    else:
+        atomic_write_json(paths["json"], payload)
     atomic_write_text(paths["csv"], csv_table(columns, rows))
-    atomic_write_text(paths["md"], f"# {title}\n\n" + markdown_table(columns, rows))
+    atomic_write_text(paths["md"], f"# {title}\n\n" + markdown_table(*markdown_safe(columns, rows)) + notes)
     return paths

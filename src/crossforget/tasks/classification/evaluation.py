@@ -10,6 +10,14 @@ import torch
 from crossforget.core import distributed
 from crossforget.data.container import SingleLabelData
 from crossforget.metrics.classification import forget_retain_accuracy
+from crossforget.metrics.keys import (
+    FORGET_ACC,
+    FORGET_ACC_TRAIN,
+    MIA,
+    MIA_SHADOW,
+    RETAIN_ACC,
+    RETAIN_ACC_TRAIN,
+)
 from crossforget.metrics.mia import ShadowAttack, entropy_mia
 from crossforget.models.classifier import ImageClassifier
 from crossforget.tasks.classification.store import ImageStore, classifier_batches, forget_split
@@ -60,14 +68,14 @@ def evaluate_classifier(
     test = forget_retain_accuracy(logits_test, store.targets[torch.from_numpy(data.test)], forget_classes)
     train = forget_retain_accuracy(logits_train, store.targets[torch.from_numpy(data.train)], forget_classes)
     result = {
-        "forget_acc": test["forget"],
-        "retain_acc": test["retain"],
-        "forget_acc_train": train["forget"],
-        "retain_acc_train": train["retain"],
-        "mia": entropy_mia(logits_train[rows_retain], logits_test, logits_train[rows_forget]),
+        FORGET_ACC: test["forget"],
+        RETAIN_ACC: test["retain"],
+        FORGET_ACC_TRAIN: train["forget"],
+        RETAIN_ACC_TRAIN: train["retain"],
+        MIA: entropy_mia(logits_train[rows_retain], logits_test, logits_train[rows_forget]),
     }
     if shadow is not None:
-        result["mia_shadow"] = shadow.membership(
+        result[MIA_SHADOW] = shadow.membership(
             logits_train[rows_forget], store.targets[torch.from_numpy(train_forget)]
         )
     return result

@@ -10,6 +10,7 @@ from torch import nn
 
 from crossforget.data.container import SingleLabelData
 from crossforget.engine.reference_cache import cache_key, cached_reference
+from crossforget.metrics.keys import CLASSIFICATION_RECORD
 from crossforget.metrics.mia import ShadowAttack
 from crossforget.tasks.classification.checkpoint import (
     ClassifierCheckpoint,
@@ -36,14 +37,7 @@ class ClassificationTrack:
     recipe: ClassifierRecipe = field(default_factory=ClassifierRecipe)
     seed: int = 0
     shadow: ShadowAttack | None = None
-    metric_names: tuple[str, ...] = (
-        "forget_acc",
-        "retain_acc",
-        "forget_acc_train",
-        "retain_acc_train",
-        "mia",
-        "mia_shadow",
-    )
+    metric_names: tuple[str, ...] = CLASSIFICATION_RECORD
     store: ImageStore = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

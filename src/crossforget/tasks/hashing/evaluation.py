@@ -19,15 +19,19 @@ from crossforget.core import distributed
 from crossforget.core.device import autocast, module_device
 from crossforget.data.forget import ForgetPartition
 from crossforget.data.splits import RetrievalSplit
+from crossforget.metrics.keys import (
+    DIRECTIONS,
+    FORGET_ANY,
+    FORGET_LABEL,
+    I2T,
+    RETAIN,
+    RETRIEVAL,
+    display_names,
+)
 from crossforget.metrics.retrieval import mean_average_precision, random_ranking_map
 from crossforget.models.inputs import BatchSource, iterate_batches
 
-DIRECTIONS = ("I2T", "T2I")
-METRICS = {
-    "retain": "D_r mAP",
-    "forget_label": "D_f mAP (forget label)",
-    "forget_any": "D_f mAP (any label)",
-}
+METRICS = display_names(RETRIEVAL)
 
 
 @dataclass
@@ -85,20 +89,18 @@ def retrieval_scores(
     keep = ~forget_mask
     f_cols = list(forget_classes)
     for direction in DIRECTIONS:
-        q = query.image if direction == "I2T" else query.text
-        d = database.text if direction == "I2T" else database.image
+        q = query.image if direction == I2T else query.text
+        d = database.text if direction == I2T else database.image
         record: dict = {"direction": direction}
         chance: dict = {}
-        record["retain"], chance["retain"] = _score(
+        record[RETAIN], chance[RETAIN] = _score(
             q[torch.from_numpy(keep)], d, query_labels[keep], db_labels, topk
         )
         fq = torch.from_numpy(forget_mask)
-        record["forget_label"], chance["forget_label"] = _score(
+        record[FORGET_LABEL], chance[FORGET_LABEL] = _score(
             q[fq], d, query_labels[forget_mask][:, f_cols], db_labels[:, f_cols], topk
         )
-        record["forget_any"], chance["forget_any"] = _score(
-            q[fq], d, query_labels[forget_mask], db_labels, topk
-        )
+        record[FORGET_ANY], chance[FORGET_ANY] = _score(q[fq], d, query_labels[forget_mask], db_labels, topk)
         record["chance"] = chance
         records.append(record)
     return records

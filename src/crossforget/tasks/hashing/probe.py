@@ -23,6 +23,7 @@ from crossforget.core.errors import CrossforgetError
 from crossforget.data.forget import ForgetPartition
 from crossforget.data.splits import RetrievalSplit
 from crossforget.data.validation import validation_split
+from crossforget.metrics.keys import PRIMARY_FORGET, RETAIN
 from crossforget.metrics.oracle_floor import label_oracle_map
 from crossforget.metrics.retrieval import random_ranking_map
 from crossforget.models.inputs import BatchSource
@@ -81,8 +82,8 @@ def hashing_probe(
             forget_classes,
         )
         return ProbeScores(
-            retain=float(np.mean([r["retain"] for r in records])),
-            forget=float(np.mean([r["forget_label"] for r in records])),
+            retain=float(np.mean([r[RETAIN] for r in records])),
+            forget=float(np.mean([r[PRIMARY_FORGET] for r in records])),
         )
 
     if floor == "cooccurrence":

@@ -11,6 +11,7 @@ from torch import nn
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.registry import DatasetSpec
 from crossforget.engine.training import TrainingRecipe
+from crossforget.metrics.keys import RETRIEVAL
 from crossforget.tasks.hashing.checkpoint import HashingCheckpoint
 from crossforget.tasks.hashing.evaluation import evaluate_model
 from crossforget.tasks.hashing.reference import trained_reference
@@ -28,7 +29,7 @@ class HashingTrack:
     recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
     seed: int = 0
     model_options: dict = field(default_factory=dict)
-    metric_names: tuple[str, ...] = ("retain", "forget_label", "forget_any")
+    metric_names: tuple[str, ...] = RETRIEVAL
 
     @classmethod
     def load(cls, spec: DatasetSpec, bits: int, **settings: object) -> HashingTrack:
