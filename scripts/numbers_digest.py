@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 IGNORED_KEYS = {"timings", "environment", "seconds", "cached", "checkpoint", "cache"}
+RUN_SUFFIXES = ("_seconds", "_timings")
 
 
 def numbers_only(value: Any) -> Any:
     """The value without the keys that describe a run rather than its results."""
     if isinstance(value, dict):
-        kept = {k: v for k, v in value.items() if k not in IGNORED_KEYS and not k.endswith("_seconds")}
+        kept = {k: v for k, v in value.items() if k not in IGNORED_KEYS and not k.endswith(RUN_SUFFIXES)}
         return {k: numbers_only(v) for k, v in kept.items()}
     if isinstance(value, list):
         return [numbers_only(v) for v in value]
@@ -52,10 +53,11 @@ def leaves(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def differences(a: Path, b: Path) -> list[str]:
-    left = dict(leaves(numbers_only(json.loads(a.read_text()))))
-    right = dict(leaves(numbers_only(json.loads(b.read_text()))))
+    # compared as their JSON text, so that NaN equals NaN (a metric of an empty set is NaN on both sides)
+    left = {k: json.dumps(v) for k, v in leaves(numbers_only(json.loads(a.read_text())))}
+    right = {k: json.dumps(v) for k, v in leaves(numbers_only(json.loads(b.read_text())))}
     return [
-        f"{key}: {left.get(key, '<missing>')!r} != {right.get(key, '<missing>')!r}"
+        f"{key}: {left.get(key, '<missing>')} != {right.get(key, '<missing>')}"
         for key in sorted(set(left) | set(right))
         if left.get(key, "<missing>") != right.get(key, "<missing>")
     ]

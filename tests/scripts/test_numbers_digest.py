@@ -23,9 +23,14 @@ def _write(path: Path, value: dict) -> Path:
 
 def test_run_descriptions_do_not_count_but_results_do(tmp_path):
     digest = _module()
-    base = {"summary": {"ppp": [81.5, 0.25]}, "timings": {"ppp": 3.1}, "environment": {"torch": "2"}}
-    slower = {**base, "timings": {"ppp": 9.9}, "environment": {"torch": "3"}}
-    changed = {**base, "summary": {"ppp": [81.5, 0.26]}}
+    base = {
+        "summary": {"ppp": [81.5, 0.25], "empty": float("nan")},
+        "timings": {"ppp": 3.1},
+        "run_timings": {"ppp": 3.0},
+        "environment": {"torch": "2"},
+    }
+    slower = {**base, "timings": {"ppp": 9.9}, "run_timings": {"ppp": 9.8}, "environment": {"torch": "3"}}
+    changed = {**base, "summary": {"ppp": [81.5, 0.26], "empty": float("nan")}}
     a, b, c = (_write(tmp_path / f"{n}.json", v) for n, v in (("a", base), ("b", slower), ("c", changed)))
     assert digest.digest(a) == digest.digest(b)
     assert digest.digest(a) != digest.digest(c)

@@ -21,7 +21,6 @@ from crossforget.core.io import atomic_write_text
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetPartition, ForgetRequest, partition
 from crossforget.data.splits import RetrievalSplit
-from crossforget.engine.result_cache import CHECKPOINT_METHODS, ResultCache
 from crossforget.engine.results import (
     Column,
     SeedResults,
@@ -39,6 +38,7 @@ from crossforget.reporting.tables import markdown_table, write_results
 from crossforget.tasks.hashing.checkpoint import HashingCheckpoint
 from crossforget.tasks.hashing.evaluation import evaluate_model
 from crossforget.tasks.hashing.reference import trained_reference
+from crossforget.tasks.hashing.result_cache import CHECKPOINT_METHODS, ResultCache
 from crossforget.tasks.hashing.task import run_method, store_for
 from crossforget.tasks.hashing.training import LoadedData
 from crossforget.unlearning.methods import create_method, find_method, method_label, seeding

@@ -62,7 +62,7 @@ Scores = dict[str, dict[str, float]]
 @functools.cache
 def source_digest() -> str:
     """Digest of every ``.py`` file of the installed crossforget package (path and content)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(str(path.relative_to(root)).encode())

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from crossforget.data.forget import ForgetRequest, partition
-from crossforget.engine import result_cache
-from crossforget.engine.result_cache import ResultCache, state_digest
 from crossforget.experiments.table2 import column_scores
+from crossforget.tasks.hashing import result_cache
 from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+from crossforget.tasks.hashing.result_cache import ResultCache, state_digest
 from crossforget.tasks.hashing.task import run_method, store_for
 from crossforget.tasks.hashing.training import load_data
 from crossforget.unlearning.methods import create_method
@@ -86,9 +86,9 @@ def test_every_input_of_the_scores_changes_the_key(setting, tmp_path: Path, monk
 
 def test_source_digest_follows_the_package_files(tmp_path: Path, monkeypatch):
     """An edited module gives another digest: method columns are then run again."""
-    (tmp_path / "crossforget" / "experiments").mkdir(parents=True)
+    (tmp_path / "crossforget" / "tasks" / "hashing").mkdir(parents=True)
     (tmp_path / "crossforget" / "a.py").write_text("x = 1\n")
-    fake = tmp_path / "crossforget" / "experiments" / "result_cache.py"
+    fake = tmp_path / "crossforget" / "tasks" / "hashing" / "result_cache.py"
     fake.write_text("")
     monkeypatch.setattr(result_cache, "__file__", str(fake))
     result_cache.source_digest.cache_clear()
