@@ -170,11 +170,11 @@ def ivf_section(args: argparse.Namespace, exact: tuple) -> dict:
 
 
 def forget_section(args: argparse.Namespace) -> dict:
-    from crossforget.experiments.table2 import ReferenceRecipe
     from crossforget.index.build import build_index
     from crossforget.index.encode import encode_items
     from crossforget.index.forget import IndexForgetRequest, forget
     from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+    from crossforget.tasks.hashing.columns import ReferenceRecipe
     from crossforget.tasks.hashing.task import store_for
     from crossforget.tasks.hashing.training import load_data
 

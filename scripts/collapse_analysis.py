@@ -20,7 +20,7 @@ import torch
 from crossforget.core.io import atomic_write_json
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.validation import validation_split
-from crossforget.experiments.sweeps import open_checkpoints
+from crossforget.tasks.hashing.columns import open_checkpoints
 from crossforget.tasks.hashing.evaluation import evaluate_model
 from crossforget.tasks.hashing.task import hashing_task, store_for
 from crossforget.unlearning.fisher import diagonal_fisher

@@ -17,7 +17,7 @@ from crossforget.core.io import atomic_write_json
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.experiments.panel import PANELS, panel_sets
-from crossforget.experiments.sweeps import open_checkpoints
+from crossforget.tasks.hashing.columns import open_checkpoints
 from crossforget.tasks.hashing.probe import hashing_probe
 from crossforget.tasks.hashing.task import store_for
 from crossforget.unlearning.methods.ppp_method import PPPOptions

@@ -35,12 +35,12 @@ import torch
 from crossforget.core.io import atomic_write_json, atomic_write_text
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.validation import validation_split
-from crossforget.experiments.table2 import ReferenceRecipe
 from crossforget.index.build import build_index
 from crossforget.index.forget import IndexForgetRequest, forget
 from crossforget.index.store import open_index
 from crossforget.metrics.retrieval import unpack_codes
 from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+from crossforget.tasks.hashing.columns import ReferenceRecipe
 from crossforget.tasks.hashing.evaluation import Codes, encode, retrieval_scores
 from crossforget.tasks.hashing.task import store_for
 from crossforget.tasks.hashing.training import load_data

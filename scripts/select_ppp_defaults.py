@@ -22,8 +22,7 @@ from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.validation import validation_split
 from crossforget.experiments.panel import PANELS, panel_sets
-from crossforget.experiments.sweeps import open_checkpoints
-from crossforget.experiments.table2 import column_scores
+from crossforget.tasks.hashing.columns import column_scores, open_checkpoints
 from crossforget.tasks.hashing.task import hashing_task, store_for
 from crossforget.unlearning.guard import GuardSettings, guarded_search
 from crossforget.unlearning.methods import create_method

@@ -14,14 +14,8 @@ from rich.console import Console
 from crossforget.data.forget import ForgetRequest, partition
 from crossforget.engine.results import Column, SeedResults, deltas, summarise
 from crossforget.engine.runner import plan, run_columns
-from crossforget.experiments.sweeps import (
-    OriginalCheckpoints,
-    SweepConfig,
-    SweepPoint,
-    open_checkpoints,
-    run_sweep,
-)
-from crossforget.experiments.table2 import column_scores, run_column
+from crossforget.experiments.sweeps import SweepConfig, SweepPoint, run_sweep
+from crossforget.tasks.hashing.columns import OriginalCheckpoints, column_scores, open_checkpoints, run_column
 from crossforget.tasks.hashing.task import store_for
 
 FAST = {"ppp": {"neighbour_samples": 40, "retain_samples": 80}}

@@ -10,6 +10,7 @@ import pytest
 
 from crossforget.cli import main
 from crossforget.experiments import table2
+from crossforget.tasks.hashing import columns
 from crossforget.tasks.hashing import task as hashing_task
 from crossforget.tasks.hashing import training as training_run
 from tests.conftest import TINY_DATA
@@ -44,7 +45,7 @@ def test_a_second_demo_reads_the_cache_and_prints_the_same_numbers(demo_run: Pat
     monkeypatch.setattr(training_run, "train_model", refuse)  # Original, Retrain
     monkeypatch.setattr(hashing_task, "train_model", refuse)  # Finetune
     monkeypatch.setattr(table2, "column_scores", refuse)  # every column's evaluation
-    monkeypatch.setattr(table2, "run_method", refuse)  # Bad model, SSD, PPP
+    monkeypatch.setattr(columns, "run_method", refuse)  # Bad model, SSD, PPP
     capsys.readouterr()
     assert main([*_demo_argv(root), "--cache", str(root / "cache"), "--out", str(root / "again")]) == 0
     first = json.loads((demo_run / "results.json").read_text())

@@ -8,8 +8,8 @@ from pathlib import Path
 from rich.console import Console
 
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
-from crossforget.experiments.table2 import column_label
 from crossforget.reporting.report import build_report, find_results, write_report
+from crossforget.tasks.hashing.columns import column_label
 
 DESCRIPTION = (
     "Finds results.json (demo, table1, sweeps), best.json (tune) and density-plot JSON under "

@@ -25,12 +25,12 @@ from crossforget.experiments.sweeps import (
     SweepConfig,
     class_points,
     class_sets,
-    open_checkpoints,
     parse_class_set,
     run_sweep,
     sample_points,
     write_sweep,
 )
+from crossforget.tasks.hashing.columns import open_checkpoints
 from crossforget.unlearning.methods import reference_columns
 
 DESCRIPTION = (

@@ -12,7 +12,6 @@ from crossforget.cli.common import add_device_options, device_settings, parse_op
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.data.validation import DEFAULT_SIZE
-from crossforget.experiments.sweeps import open_checkpoints
 from crossforget.experiments.tuning import (
     TuningRequest,
     earlier_result_of,
@@ -21,6 +20,7 @@ from crossforget.experiments.tuning import (
     tune,
     write_tuning,
 )
+from crossforget.tasks.hashing.columns import open_checkpoints
 from crossforget.unlearning.methods import method_info, tunable_methods
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from crossforget import __version__
 from crossforget.core.distributed import world_size
 
 
@@ -24,10 +25,8 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def environment_stamp() -> dict[str, Any]:
     """Versions of the pieces that change numbers, and the number of processes (torchrun ranks)."""
-    import crossforget
-
     stamp = {
-        "crossforget": crossforget.__version__,
+        "crossforget": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,

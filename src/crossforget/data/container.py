@@ -39,7 +39,7 @@ class ArrayImages:
         batch = self.array[np.asarray(indices, dtype=np.int64)]
         if batch.shape[1] == size and batch.shape[2] == size:
             return batch
-        from crossforget.data.images import resize_batch
+        from crossforget.data.images import resize_batch  # Pillow only when images are decoded or resized
 
         return resize_batch(batch, size)
 
@@ -59,7 +59,7 @@ class FileImages:
         return [str(self.paths[i]) for i in sorted(self.failed)]
 
     def load(self, indices: Sequence[int], size: int) -> np.ndarray:
-        from crossforget.data.images import load_image
+        from crossforget.data.images import load_image  # Pillow only when images are decoded or resized
 
         out = np.empty((len(indices), size, size, 3), dtype=np.uint8)
         for row, index in enumerate(indices):

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from crossforget.experiments.sweeps import SweepPoint, class_sets, write_sweep
-from crossforget.experiments.table2 import column_label
 from crossforget.metrics.keys import DIRECTIONS, PRIMARY_FORGET, RETAIN
 from crossforget.reporting.figures import panel_chart
 from crossforget.reporting.tables import write_results
+from crossforget.tasks.hashing.columns import column_label
 from crossforget.unlearning.methods import reference_columns
 
 # Single classes of different frequency and scene ties, and the paper's multi-class settings of Fig. 3:

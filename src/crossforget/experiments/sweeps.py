@@ -4,8 +4,8 @@ A sweep is a list of points; each point is a forget request plus method options 
 At every point and bit length the sampled methods run once per seed; Original and Retrain (the
 ground truths) are deterministic, run once per forget request and are shared by the points that
 use the same request. Scores come from the query set, exactly as in Table 2, through the same
-per-column code (``table2.run_column``). Aggregates over seeds carry mean, std and the 95% Student-t
-interval; ``per_seed`` keeps every value.
+per-column code (``tasks.hashing.columns.run_column``). Aggregates over seeds carry mean, std and
+the 95% Student-t interval; ``per_seed`` keeps every value.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import torch
 from rich.console import Console
 
 from crossforget.core.errors import CrossforgetError
@@ -27,14 +26,19 @@ from crossforget.data.splits import RetrievalSplit
 from crossforget.data.validation import validation_split
 from crossforget.engine.results import Column, SeedResults, deltas, overall, retrieval_line, summarise
 from crossforget.engine.runner import plan, run_columns
-from crossforget.experiments.table2 import ReferenceRecipe, column_label, column_scores, run_column
 from crossforget.metrics.keys import FORGET_ANY, PRIMARY_FORGET, RETAIN
 from crossforget.reporting.figures import classes_chart, samples_chart
 from crossforget.reporting.tables import write_results
-from crossforget.tasks.hashing.checkpoint import HashingCheckpoint, load_hashing_checkpoint
-from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs
-from crossforget.tasks.hashing.task import attach_full_fisher, store_for
-from crossforget.tasks.hashing.training import LoadedData, load_data
+from crossforget.tasks.hashing.checkpoint import HashingCheckpoint
+from crossforget.tasks.hashing.columns import (
+    OriginalCheckpoints,
+    ReferenceRecipe,
+    column_label,
+    column_scores,
+    run_column,
+)
+from crossforget.tasks.hashing.task import store_for
+from crossforget.tasks.hashing.training import LoadedData
 from crossforget.unlearning.methods import method_names, method_options, reference_columns
 
 # Fig. 3 on COCO: (i) dog, (ii) + boat, (iii) (ii) + orange, vase, (iv) (iii) + airplane, bench, pizza,
@@ -96,63 +100,6 @@ class SweepConfig:
             raise CrossforgetError(
                 f"unknown reference(s) {unknown_refs}; choose from {', '.join(references)}"
             )
-
-
-@dataclass
-class OriginalCheckpoints:
-    """The Original checkpoints of one folder (one per bit length), their data and how to retrain them."""
-
-    saved: list[HashingCheckpoint]
-    references: list[ReferenceRecipe]
-    loaded: LoadedData
-    path: Path
-
-    @property
-    def bits(self) -> list[int]:
-        return [s.bits for s in self.saved]
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.loaded.data.class_names)
-
-
-def open_checkpoints(
-    path: Path,
-    bits: Sequence[int] | None,
-    cache_dir: Path,
-    device: torch.device | None = None,
-    num_workers: int = 0,
-    memory_budget: int = 4 << 30,
-    full_fisher: bool = False,
-) -> OriginalCheckpoints:
-    """Load the Original checkpoints of ``path`` (only ``bits`` when given) and their dataset once.
-
-    ``full_fisher``: compute SSD's full-training-set Fisher once per checkpoint (in memory) unless it was
-    stored at training, rather than once per seed or trial.
-    """
-    dirs = checkpoint_dirs(path)
-    saved = [load_hashing_checkpoint(d, device) for d in dirs]
-    if bits:
-        available = [s.bits for s in saved]
-        missing = sorted(set(bits) - set(available))
-        if missing:
-            raise CrossforgetError(
-                f"{path} has no checkpoint for {missing} bits; it holds {available} (drop or change --bits)"
-            )
-        saved = [s for s in saved if s.bits in set(bits)]
-    if any(s.dataset_spec != saved[0].dataset_spec for s in saved):
-        raise CrossforgetError(
-            f"the checkpoints in {path} were trained on different data; give one folder per run"
-        )
-    references = [ReferenceRecipe.of_checkpoint(s, cache_dir) for s in saved]
-    loaded = load_data(saved[0].dataset_spec, device, num_workers, memory_budget)
-    for checkpoint in saved:
-        loaded.check(checkpoint.config, f"{path} ({checkpoint.bits} bits)")
-    if full_fisher:
-        for checkpoint in saved:
-            if not checkpoint.fisher:
-                attach_full_fisher(checkpoint, loaded)
-    return OriginalCheckpoints(saved, references, loaded, path)
 
 
 def parse_class_set(text: str, position: int) -> tuple[str, ...]:

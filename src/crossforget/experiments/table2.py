@@ -16,11 +16,9 @@ from pathlib import Path
 from rich.console import Console
 from torch import nn
 
-from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_write_text
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetPartition, ForgetRequest, partition
-from crossforget.data.splits import RetrievalSplit
 from crossforget.engine.results import (
     Column,
     SeedResults,
@@ -31,27 +29,20 @@ from crossforget.engine.results import (
 )
 from crossforget.engine.runner import plan, run_columns
 from crossforget.engine.training import TrainingRecipe
-from crossforget.metrics.keys import FORGET_ANY, PRIMARY_FORGET, RETAIN, RETRIEVAL
+from crossforget.metrics.keys import FORGET_ANY, PRIMARY_FORGET, RETAIN
 from crossforget.models.inputs import BatchSource
 from crossforget.reporting.figures import table2_chart
 from crossforget.reporting.tables import markdown_table, write_results
 from crossforget.tasks.hashing.checkpoint import HashingCheckpoint
-from crossforget.tasks.hashing.evaluation import evaluate_model
+from crossforget.tasks.hashing.columns import ReferenceRecipe, column_label, column_scores, run_column
 from crossforget.tasks.hashing.reference import trained_reference
-from crossforget.tasks.hashing.result_cache import CHECKPOINT_METHODS, ResultCache
-from crossforget.tasks.hashing.task import run_method, store_for
+from crossforget.tasks.hashing.result_cache import ResultCache
+from crossforget.tasks.hashing.task import store_for
 from crossforget.tasks.hashing.training import LoadedData
-from crossforget.unlearning.methods import create_method, find_method, method_label, seeding
+from crossforget.unlearning.methods import create_method, seeding
 
 # Paired comparisons reported in the JSON: (method, baseline) -> method - baseline at each common seed.
 PAIRED = (("ppp", "ssd"),)
-
-
-def column_label(method: str) -> str:
-    """A method's label in the hashing tables and figures: its own label, with the table's footnote
-    mark * where the method comes from classification and its hashing form is our extension."""
-    info = find_method(method)
-    return method_label(method) + ("*" if info is not None and info.hashing_extension else "")
 
 
 @dataclass
@@ -64,67 +55,6 @@ class Table2Config:
     training_seed: int = 0
     model_options: dict = field(default_factory=dict)
     method_options: dict[str, dict] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ReferenceRecipe:
-    """How Retrain is made: the Original's recipe and seed, cached in ``cache_dir``; the model config is
-    the one the Original recorded."""
-
-    cache_dir: Path
-    recipe: TrainingRecipe
-    seed: int
-
-    @classmethod
-    def of_checkpoint(cls, saved: HashingCheckpoint, cache_dir: Path) -> ReferenceRecipe:
-        """The recipe that trained an Original checkpoint (refuses Retrain and unlearned checkpoints)."""
-        training = saved.config["training"]
-        if training.get("excluded_classes") or saved.config.get("unlearning"):
-            raise CrossforgetError(
-                "this command needs an Original checkpoint (from `crossforget train` without "
-                "--exclude), not a Retrain or unlearned one"
-            )
-        return cls(cache_dir, TrainingRecipe.from_dict(training["recipe"]), int(training["seed"]))
-
-    def retrain(
-        self, loaded: LoadedData, original: HashingCheckpoint, exclude: Sequence[str]
-    ) -> tuple[HashingCheckpoint, bool]:
-        """Retrain of ``original`` without ``exclude`` (its model config as recorded); (model, was_cached)."""
-        model = original.config["model"]
-        return trained_reference(
-            self.cache_dir, loaded, original.bits, self.recipe, self.seed, exclude, model=model
-        )
-
-
-def run_column(
-    method: str,
-    seed: int,
-    original: HashingCheckpoint,
-    loaded: LoadedData,
-    request: ForgetRequest,
-    reference: ReferenceRecipe,
-    options: dict | None = None,
-    cache: ResultCache | None = None,
-) -> tuple[nn.Module, dict, dict]:
-    """(model, timings, diagnostics) of one column at one seed: Original as is, Retrain from the cache,
-    any other method run on the Original with ``options`` (from ``cache`` for ``CHECKPOINT_METHODS``)."""
-    if method == "original":
-        return original.model, {}, {}
-    if method == "retrain":
-        retrain, cached = reference.retrain(loaded, original, request.classes)
-        return retrain.model, {"train": retrain.config["training"]["seconds"]}, {"cached": cached}
-    unlearning = create_method(method, **(options or {}))
-
-    def run() -> tuple[HashingCheckpoint, dict, dict]:
-        new, outcome = run_method(unlearning, original, loaded, request, seed)
-        return new, outcome.timings, outcome.diagnostics
-
-    if cache is None or method not in CHECKPOINT_METHODS:
-        new, timings, diagnostics = run()
-        return new.model, timings, diagnostics
-    settings = dataclasses.asdict(unlearning.options)
-    new, timings, diagnostics, _ = cache.method_checkpoint(method, settings, original, request, seed, run)
-    return new.model, timings, diagnostics
 
 
 @dataclass(frozen=True)
@@ -169,13 +99,6 @@ def scored_column(method: str, seed: int, options: dict, at: BitLength) -> Colum
         method, settings, at.original, at.request, seed, at.store, run, score
     )
     return Column(scores, timings, {**diagnostics, "cached": cached}, "column cached" if cached else "")
-
-
-def column_scores(
-    model: nn.Module, store: BatchSource, split: RetrievalSplit, part: ForgetPartition
-) -> dict[str, dict[str, float]]:
-    """{direction: {metric: value}} over ``RETRIEVAL`` as fractions (the per-seed record of every runner)."""
-    return {r["direction"]: {k: r[k] for k in RETRIEVAL} for r in evaluate_model(model, store, split, part)}
 
 
 def run_table2(loaded: LoadedData, config: Table2Config, cache_dir: Path, console: Console) -> dict:

@@ -38,11 +38,10 @@ from crossforget.data.forget import ForgetRequest, partition
 from crossforget.data.splits import RetrievalSplit
 from crossforget.data.validation import validation_split
 from crossforget.engine.results import seed_summary
-from crossforget.experiments.sweeps import OriginalCheckpoints
-from crossforget.experiments.table2 import column_scores, run_column
 from crossforget.metrics.keys import DIRECTIONS, PRIMARY_FORGET, RETAIN
 from crossforget.reporting.figures import tuning_chart
 from crossforget.reporting.tables import csv_table, markdown_table
+from crossforget.tasks.hashing.columns import OriginalCheckpoints, column_scores, run_column
 from crossforget.tasks.hashing.task import run_method, store_for
 from crossforget.unlearning.methods import (
     Dimension,

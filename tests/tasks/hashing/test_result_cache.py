@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from crossforget.data.forget import ForgetRequest, partition
-from crossforget.experiments.table2 import column_scores
 from crossforget.tasks.hashing import result_cache
 from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+from crossforget.tasks.hashing.columns import column_scores
 from crossforget.tasks.hashing.result_cache import ResultCache, state_digest
 from crossforget.tasks.hashing.task import run_method, store_for
 from crossforget.tasks.hashing.training import load_data

@@ -11,9 +11,9 @@ import pytest
 
 from crossforget.cli import main
 from crossforget.core.errors import CrossforgetError
-from crossforget.experiments.table2 import column_label
 from crossforget.experiments.tuning import search_space
 from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
+from crossforget.tasks.hashing.columns import column_label
 from crossforget.tasks.hashing.training import load_data
 from crossforget.unlearning.methods import (
     Dimension,
