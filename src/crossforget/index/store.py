@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crossforget.core.digest import file_sha256
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import CHECKPOINT_CONFIG, CHECKPOINT_WEIGHTS, atomic_write_json
 from crossforget.index.audit import AuditLog, utc_now
@@ -52,14 +53,6 @@ def _no_hook(stage: str) -> None:
 
 def version_name(seq: int) -> str:
     return f"v{seq:06d}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_sha256(folder: str | Path) -> str:

@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
+from crossforget.core import digest
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_write_bytes
 from crossforget.data.container import MultiModalData
@@ -40,11 +41,8 @@ def labels_digest(labels: np.ndarray) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The digest, cached per (path, size, modification time): a changed file is hashed again."""
+    return digest.file_sha256(path)
 
 
 def file_sha256(path: str | Path) -> str:
