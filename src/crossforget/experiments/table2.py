@@ -36,7 +36,7 @@ from crossforget.reporting.tables import markdown_table, write_results
 from crossforget.tasks.hashing.checkpoint import HashingCheckpoint
 from crossforget.tasks.hashing.columns import ReferenceRecipe, column_label, column_scores, run_column
 from crossforget.tasks.hashing.reference import trained_reference
-from crossforget.tasks.hashing.result_cache import ResultCache
+from crossforget.tasks.hashing.result_cache import MethodCall, ResultCache
 from crossforget.tasks.hashing.task import store_for
 from crossforget.tasks.hashing.training import LoadedData
 from crossforget.unlearning.methods import create_method, seeding
@@ -95,9 +95,8 @@ def scored_column(method: str, seed: int, options: dict, at: BitLength) -> Colum
     def run() -> tuple[nn.Module, dict, dict]:
         return run_column(method, seed, at.original, at.loaded, at.request, at.reference, options, at.cache)
 
-    scores, timings, diagnostics, cached = at.cache.column(
-        method, settings, at.original, at.request, seed, at.store, run, score
-    )
+    call = MethodCall(method, settings, at.original, at.request, seed)
+    scores, timings, diagnostics, cached = at.cache.column(call, at.store, run, score)
     return Column(scores, timings, {**diagnostics, "cached": cached}, "column cached" if cached else "")
 
 

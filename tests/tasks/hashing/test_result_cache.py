@@ -16,7 +16,7 @@ from crossforget.data.forget import ForgetRequest, partition
 from crossforget.tasks.hashing import result_cache
 from crossforget.tasks.hashing.checkpoint import load_hashing_checkpoint
 from crossforget.tasks.hashing.columns import column_scores
-from crossforget.tasks.hashing.result_cache import ResultCache, state_digest
+from crossforget.tasks.hashing.result_cache import MethodCall, ResultCache, state_digest
 from crossforget.tasks.hashing.task import run_method, store_for
 from crossforget.tasks.hashing.training import load_data
 from crossforget.unlearning.methods import create_method
@@ -156,35 +156,39 @@ def test_finetune_checkpoints_are_cached_keyed_by_the_original(setting, tmp_path
         return new, outcome.timings, outcome.diagnostics
 
     options = {"epochs": 1, "lr_scale": 1.0}
-    new, timings, diagnostics, hit = cache.method_checkpoint("finetune", options, saved, request, 0, run)
+    new, timings, diagnostics, hit = cache.method_checkpoint(
+        MethodCall("finetune", options, saved, request, 0), run
+    )
     assert not hit and runs == [1] and diagnostics["epochs"] == 1
     (folder,) = tmp_path.glob("finetune-16bits-*")
-    again, timings2, diagnostics2, hit = cache.method_checkpoint("finetune", options, saved, request, 0, run)
+    again, timings2, diagnostics2, hit = cache.method_checkpoint(
+        MethodCall("finetune", options, saved, request, 0), run
+    )
     assert hit and runs == [1] and (timings2, diagnostics2) == (timings, diagnostics)
     assert state_digest(again.model) == state_digest(new.model)
     # another seed, other options or another Original are other entries
     keys = {
-        cache.method_key("finetune", options, saved, request, 1),
-        cache.method_key("finetune", {**options, "epochs": 2}, saved, request, 0),
-        cache.method_key("finetune", options, saved, ForgetRequest(["cat"]), 0),
-        cache.method_key("finetune", options, saved, request, 0),
+        cache.method_key(MethodCall("finetune", options, saved, request, 1)),
+        cache.method_key(MethodCall("finetune", {**options, "epochs": 2}, saved, request, 0)),
+        cache.method_key(MethodCall("finetune", options, saved, ForgetRequest(["cat"]), 0)),
+        cache.method_key(MethodCall("finetune", options, saved, request, 0)),
     }
     other = copy.deepcopy(saved)
     with torch.no_grad():
         other.loss.proxies[0, 0] += 1.0
-    keys.add(cache.method_key("finetune", options, other, request, 0))
+    keys.add(cache.method_key(MethodCall("finetune", options, other, request, 0)))
     assert len(keys) == 5
     # damaged weights: rebuilt, not fatal; a killed write's folder is removed on the next write
     (folder / "weights.safetensors").write_bytes(b"garbage")
     stale = folder.with_name(f".{folder.name}.{_dead_pid()}.xyz.tmp")
     stale.mkdir()
-    rebuilt, _, _, hit = cache.method_checkpoint("finetune", options, saved, request, 0, run)
+    rebuilt, _, _, hit = cache.method_checkpoint(MethodCall("finetune", options, saved, request, 0), run)
     assert not hit and runs == [1, 1] and not stale.exists()
     assert np.allclose(
         rebuilt.model.image_head.linear.weight.detach().numpy(),
         new.model.image_head.linear.weight.detach().numpy(),
     )
-    assert cache.method_checkpoint("finetune", options, saved, request, 0, run)[3] is True
+    assert cache.method_checkpoint(MethodCall("finetune", options, saved, request, 0), run)[3] is True
 
 
 def test_a_method_column_is_read_whole_when_its_model_was_scored(setting, tmp_path: Path, monkeypatch):
@@ -202,14 +206,14 @@ def test_a_method_column_is_read_whole_when_its_model_was_scored(setting, tmp_pa
         calls["score"] += 1
         return column_scores(model, store, loaded.split, part)
 
-    first = cache.column("bad_model", {}, saved, request, 3, store, run, score)
+    first = cache.column(MethodCall("bad_model", {}, saved, request, 3), store, run, score)
     assert first[3] is False and calls == {"run": 1, "score": 1}
-    second = cache.column("bad_model", {}, saved, request, 3, store, run, score)
+    second = cache.column(MethodCall("bad_model", {}, saved, request, 3), store, run, score)
     assert second[3] is True and calls == {"run": 1, "score": 1}
     assert second[0] == first[0] and second[1] == first[1] and second[2]["array"] == [0, 1]
     # scores of another metric version are missing: the model is made and scored again
     monkeypatch.setattr(result_cache, "EVALUATION_VERSION", result_cache.EVALUATION_VERSION + 1)
-    third = cache.column("bad_model", {}, saved, request, 3, store, run, score)
+    third = cache.column(MethodCall("bad_model", {}, saved, request, 3), store, run, score)
     assert third[3] is False and calls == {"run": 2, "score": 2} and third[0] == first[0]
     # another seed is another column
-    assert cache.column("bad_model", {}, saved, request, 4, store, run, score)[3] is False
+    assert cache.column(MethodCall("bad_model", {}, saved, request, 4), store, run, score)[3] is False

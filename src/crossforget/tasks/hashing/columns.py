@@ -25,7 +25,7 @@ from crossforget.tasks.hashing.checkpoint import HashingCheckpoint, load_hashing
 from crossforget.tasks.hashing.evaluation import evaluate_model
 from crossforget.tasks.hashing.evaluation_run import checkpoint_dirs
 from crossforget.tasks.hashing.reference import trained_reference
-from crossforget.tasks.hashing.result_cache import CHECKPOINT_METHODS, ResultCache
+from crossforget.tasks.hashing.result_cache import CHECKPOINT_METHODS, MethodCall, ResultCache
 from crossforget.tasks.hashing.task import attach_full_fisher, run_method
 from crossforget.tasks.hashing.training import LoadedData, load_data
 from crossforget.unlearning.methods import create_method, find_method, method_label
@@ -95,7 +95,8 @@ def run_column(
         new, timings, diagnostics = run()
         return new.model, timings, diagnostics
     settings = dataclasses.asdict(unlearning.options)
-    new, timings, diagnostics, _ = cache.method_checkpoint(method, settings, original, request, seed, run)
+    call = MethodCall(method, settings, original, request, seed)
+    new, timings, diagnostics, _ = cache.method_checkpoint(call, run)
     return new.model, timings, diagnostics
 
 

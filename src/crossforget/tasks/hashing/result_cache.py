@@ -33,6 +33,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,17 @@ def valid_scores(value: object) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class MethodCall:
+    """One unlearning method run on an Original: what its column and checkpoint entries are keyed by."""
+
+    method: str
+    options: Mapping
+    original: HashingCheckpoint
+    request: ForgetRequest
+    seed: int
+
+
 class ResultCache:
     """The cache entries of one comparison (one data set, split and forget request) in ``cache_dir``.
 
@@ -203,11 +215,7 @@ class ResultCache:
 
     def column(
         self,
-        method: str,
-        options: Mapping,
-        original: HashingCheckpoint,
-        request: ForgetRequest,
-        seed: int,
+        call: MethodCall,
         store: BatchSource,
         run: Callable[[], tuple[nn.Module, dict, dict]],
         score: Callable[[nn.Module], Scores],
@@ -215,8 +223,8 @@ class ResultCache:
         """A method's column: its record and scores when both are cached, else ``run()`` (-> model,
         timings, diagnostics) and ``score(model)``, both stored. Returns (scores, timings, diagnostics,
         was_cached); a cached column's timings and diagnostics are those of the run that made it."""
-        key = self.method_key(method, options, original, request, seed)
-        path = self.cache_dir / "columns" / f"{method}-{key}.json"
+        key = self.method_key(call)
+        path = self.cache_dir / "columns" / f"{call.method}-{key}.json"
         record = _read_json(path)
         if (
             isinstance(record, dict)
@@ -238,14 +246,13 @@ class ResultCache:
 
     # --- unlearned checkpoints ------------------------------------------------------------------
 
-    def method_key(
-        self, method: str, options: Mapping, original: HashingCheckpoint, request: ForgetRequest, seed: int
-    ) -> str:
+    def method_key(self, call: MethodCall) -> str:
+        original = call.original
         description = {
-            "method": method,
-            "options": dict(options),
-            "forget": list(request.classes),
-            "seed": int(seed),
+            "method": call.method,
+            "options": dict(call.options),
+            "forget": list(call.request.classes),
+            "seed": int(call.seed),
             "original": {
                 "model": state_digest(original.model),
                 "loss": state_digest(original.loss),
@@ -262,21 +269,15 @@ class ResultCache:
         return _json_digest(description)[:16]
 
     def method_checkpoint(
-        self,
-        method: str,
-        options: Mapping,
-        original: HashingCheckpoint,
-        request: ForgetRequest,
-        seed: int,
-        run: Callable[[], tuple[HashingCheckpoint, dict, dict]],
+        self, call: MethodCall, run: Callable[[], tuple[HashingCheckpoint, dict, dict]]
     ) -> tuple[HashingCheckpoint, dict, dict, bool]:
         """The cached unlearned checkpoint, else ``run()`` (-> checkpoint, timings, diagnostics) stored.
 
         Returns (checkpoint, timings, diagnostics, was_cached); timings and diagnostics of a cached entry
         are those of the run that made it.
         """
-        key = self.method_key(method, options, original, request, seed)
-        folder = self.cache_dir / f"{method}-{original.bits}bits-{key}"
+        key = self.method_key(call)
+        folder = self.cache_dir / f"{call.method}-{call.original.bits}bits-{key}"
         if (folder / "config.json").is_file():
             try:
                 saved = load_hashing_checkpoint(folder, self.loaded.device)
