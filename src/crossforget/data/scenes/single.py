@@ -14,6 +14,7 @@ import numpy as np
 
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import ArrayImages, SingleLabelData
+from crossforget.data.names import name_indices
 from crossforget.data.registry import register_dataset
 from crossforget.data.scenes import generate as scenes
 from crossforget.data.scenes.vocabulary import CLASS_NAMES, SCENES
@@ -37,15 +38,7 @@ def _pick_classes(num_classes: int | None, include: Sequence[str]) -> list[int]:
     """``num_classes`` scenes classes: those named in ``include``, then the first others (all when None)."""
     if num_classes is None or num_classes >= len(CLASS_NAMES):
         return list(range(len(CLASS_NAMES)))
-    lookup = {c.lower(): i for i, c in enumerate(CLASS_NAMES)}
-    wanted = []
-    for name in include:
-        if name.strip().lower() not in lookup:
-            raise CrossforgetError(
-                f"class {name!r} is not in scenes-single; valid classes: {', '.join(CLASS_NAMES)}"
-            )
-        wanted.append(lookup[name.strip().lower()])
-    wanted = list(dict.fromkeys(wanted))
+    wanted = list(dict.fromkeys(name_indices(include, CLASS_NAMES, "scenes-single")))
     if num_classes < max(2, len(wanted)):
         raise CrossforgetError(
             f"scenes-single: num_classes must be at least {max(2, len(wanted))}, got {num_classes}"

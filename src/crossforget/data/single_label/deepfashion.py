@@ -18,6 +18,7 @@ import numpy as np
 
 from crossforget.core.errors import CrossforgetError
 from crossforget.data.container import SingleLabelData
+from crossforget.data.names import name_indices
 from crossforget.data.registry import register_dataset
 from crossforget.data.single_label.imagefolder import build_single_label, new_skipped
 
@@ -79,14 +80,7 @@ def load_deepfashion(
     by_class: dict[int, list[str]] = {}
     for path, cls in images:
         by_class.setdefault(cls, []).append(path)
-    lookup = {n.lower(): i for i, n in enumerate(names)}
-    included = []
-    for name in include:
-        if name.strip().lower() not in lookup:
-            raise CrossforgetError(
-                f"category {name!r} is not in DeepFashion; valid categories: {', '.join(names)}"
-            )
-        included.append(lookup[name.strip().lower()])
+    included = name_indices(include, names, "DeepFashion", "category", "categories")
     kept = sorted({c for c, paths in by_class.items() if len(paths) > min_images} | set(included))
     below = [names[c] for c in included if len(by_class.get(c, [])) <= min_images]
     rng = np.random.default_rng(seed)
