@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from crossforget.cli.common import add_action
+from crossforget.cli.common import add_action, add_actions
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = add_actions(parser)
     listing = add_action(actions, "list", run_list, help="one line per record")
     listing.add_argument("index", type=Path)
     listing.add_argument("--json", action="store_true", help="print the records as JSON")

@@ -38,6 +38,32 @@ def add_action(
     return parser
 
 
+def add_actions(parser: argparse.ArgumentParser, dest: str = "action") -> argparse._SubParsersAction:
+    """The sub-actions of a command (``add_action`` adds each); one must be named, shown as ``DEST``."""
+    return parser.add_subparsers(dest=dest, metavar=dest.upper(), required=True)
+
+
+def add_checkpoint_option(parser: argparse.ArgumentParser, help: str, required: bool = True) -> None:
+    """--checkpoint: the checkpoint folder a command reads (``help`` says which kind)."""
+    parser.add_argument("--checkpoint", required=required, type=Path, default=None, help=help)
+
+
+def add_forget_option(parser: argparse.ArgumentParser, help: str, default: list[str] | None = None) -> None:
+    """--forget CLASS ...: the classes of a forget request; required unless ``default`` is given."""
+    parser.add_argument(
+        "--forget", nargs="+", required=default is None, default=default, metavar="CLASS", help=help
+    )
+
+
+def add_request_options(
+    parser: argparse.ArgumentParser, checkpoint: str, forget: str, default: list[str] | None = None
+) -> None:
+    """--checkpoint then --forget: the model a command works on and the forget request it applies
+    (``checkpoint`` and ``forget`` are their help texts; ``default`` makes --forget optional)."""
+    add_checkpoint_option(parser, help=checkpoint)
+    add_forget_option(parser, help=forget, default=default)
+
+
 def finite_float(text: str) -> float:
     """argparse type of every real-valued flag: NaN and Inf would silently poison a run."""
     try:

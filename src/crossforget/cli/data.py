@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from crossforget.cli.common import add_action, add_dataset_options, data_inputs, dataset_spec
+from crossforget.cli.common import add_action, add_actions, add_dataset_options, data_inputs, dataset_spec
 from crossforget.core.io import check_writable, guard_output
 from crossforget.data.registry import load_dataset
 from crossforget.reporting.tables import print_table
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = add_actions(parser)
     preview = add_action(
         actions, "preview", run_preview, help="write a PNG grid of samples with captions and labels"
     )

@@ -11,6 +11,7 @@ from crossforget.cli.common import (
     add_backbone_options,
     add_dataset_options,
     add_device_options,
+    add_forget_option,
     add_learning_rate_options,
     add_params_files,
     data_inputs,
@@ -37,9 +38,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     add_backbone_options(parser)
     add_device_options(parser)
     parser.add_argument("--out", type=Path, required=True, help="results folder")
-    parser.add_argument(
-        "--forget", nargs="+", default=["dog"], metavar="CLASS", help="classes to forget (dog)"
-    )
+    add_forget_option(parser, help="classes to forget (dog)", default=["dog"])
     parser.add_argument("--bits", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument(
         "--seeds",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import add_device_options, device_settings
+from crossforget.cli.common import add_device_options, add_request_options, device_settings
 from crossforget.core import distributed
 from crossforget.core.io import check_writable, guard_output
 from crossforget.reporting.tables import print_table, write_results
@@ -17,13 +17,11 @@ DESCRIPTION = "Evaluate hashing checkpoints under a forget request."
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        type=Path,
-        help="a checkpoint folder, or a folder of bits<B> checkpoints (from train/unlearn)",
+    add_request_options(
+        parser,
+        checkpoint="a checkpoint folder, or a folder of bits<B> checkpoints (from train/unlearn)",
+        forget="classes of the request",
     )
-    parser.add_argument("--forget", nargs="+", required=True, metavar="CLASS", help="classes of the request")
     parser.add_argument("--topk", type=int, default=None, help="mAP@k instead of mAP@all")
     parser.add_argument(
         "--out",

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from crossforget.cli.common import (
     add_action,
+    add_actions,
     add_dataset_options,
     add_device_options,
     data_inputs,
@@ -24,7 +25,7 @@ DESCRIPTION = "Cached CLIP embeddings for `train --backbone clip-features`."
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = add_actions(parser)
     extract = add_action(
         actions,
         "extract",

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from crossforget.cli.common import (
     add_action,
+    add_actions,
+    add_checkpoint_option,
     add_dataset_options,
     add_device_options,
     data_inputs,
@@ -18,7 +20,7 @@ from crossforget.core.errors import CrossforgetError
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = add_actions(parser)
     build = add_action(
         actions,
         "build",
@@ -27,9 +29,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         description="Encode every database item (both modalities) with the checkpoint and store the "
         "binary codes in FAISS (exact IndexBinaryFlat with stable ids; optionally IndexBinaryIVF).",
     )
-    build.add_argument(
-        "--checkpoint", required=True, type=Path, help="one checkpoint folder (e.g. runs/original/bits32)"
-    )
+    add_checkpoint_option(build, help="one checkpoint folder (e.g. runs/original/bits32)")
     build.add_argument("--out", required=True, type=Path, help="the index folder to create")
     build.add_argument(
         "--ivf",

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import add_action, add_device_options, device_settings, parse_options
+from crossforget.cli.common import (
+    add_action,
+    add_actions,
+    add_device_options,
+    add_request_options,
+    device_settings,
+    parse_options,
+)
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_write_json, check_writable, guard_output
 from crossforget.experiments.density import (
@@ -23,7 +30,7 @@ from crossforget.experiments.density import (
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    figures = parser.add_subparsers(dest="figure", metavar="FIGURE", required=True)
+    figures = add_actions(parser, dest="figure")
     density = add_action(
         figures,
         "density",
@@ -33,13 +40,12 @@ def register(parser: argparse.ArgumentParser) -> None:
         "(classifier) to 2-D and draw a kernel density per group, with marginal densities. Neighbours are "
         "the k nearest classes by prototype distance, as PPP picks them.",
     )
-    density.add_argument(
-        "--checkpoint",
-        required=True,
-        type=Path,
-        help="hashing checkpoint (or bits<B>/ folder) or classifier checkpoint folder",
+    add_request_options(
+        density,
+        checkpoint="hashing checkpoint (or bits<B>/ folder) or classifier checkpoint folder",
+        forget="forget classes (dog)",
+        default=["dog"],
     )
-    density.add_argument("--forget", nargs="+", default=["dog"], metavar="CLASS", help="forget classes (dog)")
     density.add_argument("--k", type=int, default=3, help="neighbour classes per forget class (3)")
     density.add_argument(
         "--modality",

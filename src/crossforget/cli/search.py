@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from crossforget.cli.common import add_checkpoint_option
+
 DESCRIPTION = (
     "Rank the index's items by Hamming distance to the query's code (ties by database "
     "index, as the exact mAP ranks them)."
@@ -19,11 +21,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     query.add_argument("--image", type=Path, help="an image file: captions nearest it (image-to-text)")
     parser.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     parser.add_argument("--exact", action="store_true", help="exact search even where an IVF index exists")
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
+    add_checkpoint_option(
+        parser,
         help="refuse to search unless the index serves this checkpoint (its sha256 must match)",
+        required=False,
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
 

@@ -9,7 +9,10 @@ from rich.console import Console
 
 from crossforget.cli.common import (
     add_action,
+    add_actions,
+    add_checkpoint_option,
     add_device_options,
+    add_forget_option,
     add_params_files,
     device_settings,
     method_options_from_args,
@@ -40,7 +43,7 @@ DESCRIPTION = (
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    kinds = parser.add_subparsers(dest="sweep", metavar="SWEEP", required=True)
+    kinds = add_actions(parser, dest="sweep")
     paper = " ".join('"' + ",".join(s) + '"' for s in PAPER_CLASS_SETS)
     stand_ins = ", ".join(f"{k} -> {' or '.join(v)}" for k, v in SUBSTITUTES.items())
     classes = add_action(
@@ -50,12 +53,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="forget growing sets of classes (Fig. 3)",
         description=f"Default sets (the paper's): {paper}; a class the data lacks is replaced ({stand_ins}).",
     )
-    classes.add_argument(
-        "--sets",
-        nargs="+",
-        default=None,
-        metavar="A,B,...",
-        help="comma-separated class sets, one per point (default: the paper's four)",
+    _add_class_sets(
+        classes, "--sets", help="comma-separated class sets, one per point (default: the paper's four)"
     )
     _common(classes, "classes")
     samples = add_action(
@@ -65,9 +64,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="vary the forget sample size (Fig. 4)",
         description="Forget one request with several forget sample sizes.",
     )
-    samples.add_argument(
-        "--forget", nargs="+", default=["dog"], metavar="CLASS", help="classes to forget (dog)"
-    )
+    add_forget_option(samples, help="classes to forget (dog)", default=["dog"])
     samples.add_argument(
         "--sizes",
         type=int,
@@ -86,20 +83,17 @@ def register(parser: argparse.ArgumentParser) -> None:
         + "; ".join(f"{name}: " + " ".join("+".join(r) for r in sets) for name, sets in PANELS.items()),
     )
     requests.add_argument("--panel", choices=sorted(PANELS), default="default", help="named panel (default)")
-    requests.add_argument(
-        "--requests",
-        nargs="+",
-        default=None,
-        metavar="A,B,...",
-        help="comma-separated class sets instead of a named panel",
-    )
+    _add_class_sets(requests, "--requests", help="comma-separated class sets instead of a named panel")
     _common(requests, "requests")
 
 
+def _add_class_sets(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """A list of forget requests, each a comma-separated class set (parsed by ``parse_class_set``)."""
+    parser.add_argument(flag, nargs="+", default=None, metavar="A,B,...", help=help)
+
+
 def _common(parser: argparse.ArgumentParser, kind: str) -> None:
-    parser.add_argument(
-        "--checkpoint", required=True, type=Path, help="Original checkpoint folder (bits<B>/)"
-    )
+    add_checkpoint_option(parser, help="Original checkpoint folder (bits<B>/)")
     parser.add_argument(
         "--methods", nargs="+", default=["ppp"], help="sampled methods (default ppp; e.g. ppp ssd)"
     )

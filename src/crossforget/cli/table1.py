@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from crossforget.cli.common import finite_float, method_options_from_args, parse_options
+from crossforget.cli.common import add_forget_option, finite_float, method_options_from_args, parse_options
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.data.registry import dataset_entries, dataset_entry, load_single_label
@@ -62,7 +62,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_method_options(parser: argparse.ArgumentParser) -> None:
     """The request, the output folder and the methods' columns, seeds and options."""
-    parser.add_argument("--forget", nargs="+", required=True, metavar="CLASS", help="classes to forget")
+    add_forget_option(parser, help="classes to forget")
     parser.add_argument(
         "--out", type=Path, default=None, help="results folder (default runs/table1-DATASET-CLASS)"
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import add_device_options, device_settings, parse_options
+from crossforget.cli.common import add_device_options, add_request_options, device_settings, parse_options
 from crossforget.core.errors import CrossforgetError
 from crossforget.core.io import atomic_directory, guard_output, prepare_output_dir
 from crossforget.data.validation import DEFAULT_SIZE
@@ -40,11 +40,11 @@ def _description() -> str:
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = _description()
     parser.add_argument("--method", required=True, choices=sorted(tunable_methods()))
-    parser.add_argument(
-        "--checkpoint", required=True, type=Path, help="Original checkpoint folder (bits<B>/)"
-    )
-    parser.add_argument(
-        "--forget", nargs="+", default=["dog"], metavar="CLASS", help="classes to forget (dog)"
+    add_request_options(
+        parser,
+        checkpoint="Original checkpoint folder (bits<B>/)",
+        forget="classes to forget (dog)",
+        default=["dog"],
     )
     parser.add_argument("--trials", type=int, default=50, help="finished trials the study should hold (50)")
     parser.add_argument(

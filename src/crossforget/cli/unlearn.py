@@ -7,7 +7,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crossforget.cli.common import add_device_options, add_method_options, device_settings, method_settings
+from crossforget.cli.common import (
+    add_device_options,
+    add_method_options,
+    add_request_options,
+    device_settings,
+    method_settings,
+)
 from crossforget.core.io import atomic_directory, atomic_write_json, guard_output, prepare_output_dir
 from crossforget.core.reproducibility import environment_stamp
 from crossforget.data.forget import ForgetRequest
@@ -23,13 +29,11 @@ DESCRIPTION = "Run one unlearning method; the input checkpoint is never modified
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        type=Path,
-        help="a checkpoint folder or a folder of bits<B> checkpoints (all are processed)",
+    add_request_options(
+        parser,
+        checkpoint="a checkpoint folder or a folder of bits<B> checkpoints (all are processed)",
+        forget="classes to forget",
     )
-    parser.add_argument("--forget", nargs="+", required=True, metavar="CLASS", help="classes to forget")
     parser.add_argument("--out", required=True, type=Path, help="output folder for the new checkpoint(s)")
     add_method_options(parser)
     parser.add_argument(
