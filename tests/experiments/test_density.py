@@ -110,95 +110,32 @@ def test_command_on_hashing_checkpoint(tiny_checkpoint: Path, tmp_path: Path):
     assert main(argv) == 2  # exists: --overwrite needed
 
 
-def test_command_on_classifier_checkpoint(tmp_path: Path):
-    cache = tmp_path / "cache"
-    data = [
-        "--data-option",
-        "num_train=160",
-        "--data-option",
-        "num_test=80",
-        "--data-option",
-        "num_classes=8",
-    ]
-    assert (
-        main(
-            [
-                "table1",
-                "--forget",
-                "dog",
-                *data,
-                "--epochs",
-                "1",
-                "--seeds",
-                "0",
-                "--methods",
-                "original",
-                "--no-shadow",
-                "--cache",
-                str(cache),
-                "--out",
-                str(tmp_path / "t1"),
-            ]
-        )
-        == 0
-    )
+CLASSIFIER_DATA = ["--data-option", "num_train=160", "--data-option", "num_test=80"]
+CLASSIFIER_DATA += ["--data-option", "num_classes=8"]
+
+
+@pytest.fixture(scope="module")
+def classifier_checkpoint(tmp_path_factory) -> Path:
+    """One tiny Original classifier trained by ``table1`` (read-only for the tests that use it)."""
+    root = tmp_path_factory.mktemp("classifier")
+    cache = root / "cache"
+    argv = ["table1", "--forget", "dog", *CLASSIFIER_DATA, "--epochs", "1", "--seeds", "0"]
+    argv += ["--methods", "original", "--no-shadow", "--cache", str(cache), "--out", str(root / "t1")]
+    assert main(argv) == 0
     (checkpoint,) = [p for p in cache.iterdir() if p.name.startswith("original")]
+    return checkpoint
+
+
+def test_command_on_classifier_checkpoint(tmp_path: Path, classifier_checkpoint: Path):
     out = tmp_path / "cls.png"
-    assert (
-        main(
-            [
-                "plot",
-                "density",
-                "--checkpoint",
-                str(checkpoint),
-                "--forget",
-                "dog",
-                "--k",
-                "2",
-                *data,
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    argv = ["plot", "density", "--checkpoint", str(classifier_checkpoint), "--forget", "dog", "--k", "2"]
+    assert main([*argv, *CLASSIFIER_DATA, "--out", str(out)]) == 0
     assert_picture(out)
     assert json.loads(out.with_suffix(".json").read_text())["samples"]["forget"] == 20  # 160 / 8 classes
 
 
-def test_classifier_data_must_match(tmp_path: Path, capsys):
-    cache = tmp_path / "cache"
-    data = [
-        "--data-option",
-        "num_train=160",
-        "--data-option",
-        "num_test=80",
-        "--data-option",
-        "num_classes=8",
-    ]
-    assert (
-        main(
-            [
-                "table1",
-                "--forget",
-                "dog",
-                *data,
-                "--epochs",
-                "1",
-                "--seeds",
-                "0",
-                "--methods",
-                "original",
-                "--no-shadow",
-                "--cache",
-                str(cache),
-                "--out",
-                str(tmp_path / "t1"),
-            ]
-        )
-        == 0
-    )
-    (checkpoint,) = [p for p in cache.iterdir() if p.name.startswith("original")]
+def test_classifier_data_must_match(tmp_path: Path, capsys, classifier_checkpoint: Path):
+    checkpoint = classifier_checkpoint
     wrong = [
         "--data-option",
         "num_train=80",

@@ -160,43 +160,14 @@ def test_command_line_bad_input(tmp_path, capsys):
     assert main(["table1", "--dataset", "imagefolder", "--forget", "x", "--out", str(tmp_path / "b")]) == 2
     assert "--root" in capsys.readouterr().err
     (tmp_path / "flat" / "a").mkdir(parents=True)
-    assert (
-        main(
-            [
-                "table1",
-                "--dataset",
-                "imagefolder",
-                "--root",
-                str(tmp_path / "flat"),
-                "--forget",
-                "a",
-                "--out",
-                str(tmp_path / "c"),
-            ]
-        )
-        == 2
-    )
+    flat_folder = ["table1", "--dataset", "imagefolder", "--root", str(tmp_path / "flat"), "--forget", "a"]
+    assert main([*flat_folder, "--out", str(tmp_path / "c")]) == 2
     assert "fewer than two classes" in capsys.readouterr().err
     from PIL import Image
 
     for cls in ("a", "b"):
         (tmp_path / "flat" / cls).mkdir(exist_ok=True)
         Image.new("RGB", (8, 8)).save(tmp_path / "flat" / cls / "0.png")
-    assert (
-        main(
-            [
-                "table1",
-                "--dataset",
-                "imagefolder",
-                "--root",
-                str(tmp_path / "flat"),
-                "--forget",
-                "a",
-                "--out",
-                str(tmp_path / "d"),
-            ]
-        )
-        == 2
-    )
+    assert main([*flat_folder, "--out", str(tmp_path / "d")]) == 2
     assert "--test-fraction" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in "abcd")
