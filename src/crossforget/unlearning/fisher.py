@@ -324,16 +324,17 @@ def _add(sums: Sums, roles: Roles, role: str, value: torch.Tensor) -> None:
 
 
 def _sum_squared_products(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """``sum_i (left_i @ right_i)^2`` for (B, O, L) and (B, L, P): one sample's (O, P) product at a time.
+    """``sum_i (left_i @ right_i)^2`` for (B, O, L) and (B, L, P), summed over samples in order.
 
-    Sample by sample, the product stays in cache while it is squared into the total; a (B, O, P) batch
-    of products would be written out and read back, which costs more than the products themselves.
+    The products come from one batched multiply per chunk of samples (each chunk's (b, O, P) products
+    bounded by ``_ELEMENT_BUDGET``): one call instead of one per sample, which matters when every
+    call pays for waking the thread pool. Each sample's product is the one a single ``mm`` gives,
+    and the squares are added sample by sample, so the sum is the same float for float.
     """
     total = torch.zeros(left.shape[1], right.shape[2], dtype=left.dtype, device=left.device)
-    product = torch.empty_like(total)
-    for one_left, one_right in zip(left, right, strict=True):
-        torch.mm(one_left, one_right, out=product)
-        total.addcmul_(product, product)
+    for part in _sample_chunks(left.shape[0], total.numel()):
+        for product in torch.bmm(left[part], right[part]):
+            total.addcmul_(product, product)
     return total
 
 
