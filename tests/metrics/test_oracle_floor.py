@@ -67,3 +67,16 @@ def test_oracle_follows_co_occurrence():
     relevant = db[:, 0].astype(bool)
     assert label_oracle_map(query, db, [0]) == pytest.approx(_brute_force_ap(shared, relevant))
     assert label_oracle_map(query, db, [0]) > random_ranking_map(query[:, [0]], db[:, [0]])
+
+
+def test_oracle_scores_one_forget_class_without_ranking_on_the_other():
+    """Forget classes 0 and 1; relevance on class 0 only; class 1 never enters the ranking."""
+    db = np.array([[1, 1, 0, 1], [0, 1, 0, 1], [1, 0, 1, 0], [0, 0, 1, 0]], dtype=np.uint8)
+    query = np.array([[1, 1, 0, 1]], dtype=np.uint8)
+    shared = np.array([1, 1, 0, 0])  # retained classes 2 and 3: only class 3 is shared
+    expected = _brute_force_ap(shared, db[:, 0].astype(bool))
+    assert label_oracle_map(query, db, [0, 1], [0]) == pytest.approx(expected)
+    both = _brute_force_ap(shared, db[:, [0, 1]].any(axis=1))
+    assert label_oracle_map(query, db, [0, 1]) == pytest.approx(both)
+    with pytest.raises(CrossforgetError, match="subset"):
+        label_oracle_map(query, db, [0], [1])

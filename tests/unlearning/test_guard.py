@@ -82,6 +82,56 @@ def test_nothing_within_budget_returns_the_least_damaging_candidate():
     assert outcome.alpha == max(s.alpha for s in outcome.steps)
 
 
+def _two_classes(class_steps: int = 8):
+    """Class 0 is forgotten below alpha 200 but damages below 50; class 1 is forgotten only below 8.
+
+    No common alpha keeps and forgets both; class 0 at >= 50 with class 1 at <= 8 does.
+    """
+    knob = _Knob()
+    knob.alphas = (math.inf, math.inf)
+
+    def build(alpha):
+        knob.alphas = alpha if isinstance(alpha, tuple) else (alpha, alpha)
+        return knob, int(sum(1000 / a for a in knob.alphas))
+
+    def score(model: _Knob) -> ProbeScores:
+        a0, a1 = model.alphas
+        per_class = (0.05 if a0 < 200 else 0.5, 0.05 if a1 <= 8 else 0.5)
+        drop = 5.0 if a0 < 50 else 0.0
+        return ProbeScores(0.8 - drop / 100, sum(per_class) / 2, per_class)
+
+    probe = RetentionProbe(score, 0.0, "two classes", class_floors=(0.0, 0.0))
+    knob.alphas = (math.inf, math.inf)
+    settings = GuardSettings(class_steps=class_steps)
+    return build, probe, knob, settings
+
+
+def test_per_class_refinement_forgets_what_no_common_alpha_can():
+    build, probe, knob, settings = _two_classes()
+    outcome = guarded_search(build, probe, knob, 30.0, (1.0, 1e6), settings, build)
+    assert outcome.met and outcome.acted_on == "both"
+    assert outcome.alphas[0] >= 50 and outcome.alphas[1] <= 8
+    assert len(outcome.steps) <= settings.max_steps + settings.class_steps
+    assert outcome.class_targets == pytest.approx((0.05, 0.05))
+    refined = [s for s in outcome.steps if s.alphas is not None]
+    assert refined and all(s.alphas[0] == refined[0].alphas[0] for s in refined)  # class 1 moved alone
+    record = outcome.diagnostics(settings, probe)
+    assert record["alphas"] == list(outcome.alphas) and "alphas" in record["steps"][-1]
+    assert "alphas" not in record["steps"][0] and tuple(record["steps"][0]["forget_per_class"]) == (0.05, 0.5)
+
+
+@pytest.mark.parametrize("disable", ["class_steps", "no_builder", "no_class_scores"])
+def test_without_the_refinement_the_same_request_is_reported_incomplete(disable):
+    build, probe, knob, settings = _two_classes(class_steps=0 if disable == "class_steps" else 8)
+    if disable == "no_class_scores":
+        probe = dataclasses.replace(probe, class_floors=())
+    per_class = None if disable == "no_builder" else build
+    with pytest.warns(RuntimeWarning, match="forgetting INCOMPLETE"):
+        outcome = guarded_search(build, probe, knob, 30.0, (1.0, 1e6), settings, per_class)
+    assert not outcome.met and outcome.alphas is None
+    assert all(s.alphas is None for s in outcome.steps)
+
+
 @pytest.mark.parametrize("budget", [-1.0, float("nan"), float("inf"), "1"])
 def test_a_bad_budget_is_a_clear_error(budget):
     with pytest.raises(CrossforgetError, match="retain-budget"):
@@ -186,9 +236,12 @@ def test_hashing_probe_floor_is_the_label_oracle_by_default_and_chance_on_reques
     store = store_for(saved, loaded)
     seen = []
 
-    def spy(query_labels, db_labels, forget_classes):
+    def spy(query_labels, db_labels, forget_classes, relevant=None):
         seen.append(
-            (query_labels[:, forget_classes].all(), label_oracle_map(query_labels, db_labels, forget_classes))
+            (
+                query_labels[:, forget_classes].all(),
+                label_oracle_map(query_labels, db_labels, forget_classes, relevant),
+            )
         )
         return seen[-1][1]
 
@@ -200,3 +253,38 @@ def test_hashing_probe_floor_is_the_label_oracle_by_default_and_chance_on_reques
     assert "cooccurrence floor" in oracle.description and "chance floor" in chance.description
     with pytest.raises(CrossforgetError, match="floor"):
         module.hashing_probe(store, loaded.split, part, floor="zero")
+
+
+def test_hashing_probe_scores_each_forget_class_of_a_multi_class_request(tiny_checkpoint: Path):
+    from crossforget.data.forget import partition
+    from crossforget.tasks.hashing.probe import hashing_probe
+    from crossforget.tasks.hashing.task import store_for
+
+    saved = load_hashing_checkpoint(tiny_checkpoint / "bits16")
+    loaded = load_data(saved.dataset_spec)
+    store = store_for(saved, loaded)
+    request = ForgetRequest(["dog", "person"])
+    part = partition(loaded.data, loaded.split, request)
+    probe = hashing_probe(store, loaded.split, part)
+    scores = probe.score(saved.model)
+    assert len(scores.per_class) == 2 and len(probe.class_floors) == 2
+    assert all(0.0 <= value <= 1.0 for value in (*scores.per_class, *probe.class_floors))
+    single = hashing_probe(store, loaded.split, partition(loaded.data, loaded.split, ForgetRequest(["dog"])))
+    assert single.score(saved.model).per_class == () and single.class_floors == ()
+
+
+def test_ppp_refines_per_class_when_the_common_alpha_leaves_a_class_unforgotten(tiny_checkpoint: Path):
+    saved = load_hashing_checkpoint(tiny_checkpoint / "bits16")
+    task = hashing_task(saved, load_data(saved.dataset_spec), ForgetRequest(["dog", "person"]))
+    # Floors nobody reaches: the common search ends kept but not forgotten, so the refinement runs.
+    probe = dataclasses.replace(task.probe, forget_floor=-1.0, class_floors=(-1.0, -1.0))
+    options = dict(forget_tolerance=0.0, retain_budget=100.0, guard_steps=2, guard_class_steps=2)
+    with pytest.warns(RuntimeWarning, match="forgetting INCOMPLETE"):
+        result = _ppp(dataclasses.replace(task, probe=probe), saved.model, **options)
+    guard = result.diagnostics["guard"]
+    refined = [step for step in guard["steps"] if "alphas" in step]
+    assert len(guard["steps"]) == 4 and len(refined) == 2
+    assert all(len(step["alphas"]) == 2 and len(step["forget_per_class"]) == 2 for step in guard["steps"][2:])
+    assert guard["class_targets"] == [-1.0, -1.0]
+    without = _ppp(dataclasses.replace(task, probe=probe), saved.model, **{**options, "guard_class_steps": 0})
+    assert all("alphas" not in step for step in without.diagnostics["guard"]["steps"])

@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.unlearning.ppp import dampening_factor, partition, ppp_dampen, region_sizes
+from crossforget.unlearning.ppp import (
+    apply_plan,
+    dampening_factor,
+    dampening_plan,
+    partition,
+    ppp_dampen,
+    region_sizes,
+)
 
 I_F = torch.tensor([[1.0, 2.0, 4.0], [8.0, 16.0, 2.5]])
 I_N = torch.tensor([[1.0, 1.0, 2.0], [2.0, 1.0, 1.0]])
@@ -106,3 +113,32 @@ def test_non_finite_fisher_is_named() -> None:
 def test_bad_hyperparameters(change: dict) -> None:
     with pytest.raises(CrossforgetError):
         ppp_dampen({"w": THETA.clone()}, *fishers(), **{**HYPER, **change})
+
+
+def test_per_class_thresholds_use_the_owner_class_alpha() -> None:
+    """Two forget classes split I_F: class 0 owns (0,0) (0,2) (1,1), class 1 owns the rest.
+
+    Critical alphas I_f / I_r (I_f the maximum): 1, 2, 4 / 4, 8, 16, 2.5. With thresholds (3, 10):
+    (0,2) crit 4 > 3 (owner 0) -> out of S; (1,1) crit 16 > 3 -> out; (1,0) crit 4 <= 10 (owner 1) -> S;
+    (1,2) 2.5 <= 10 -> S; (0,0), (0,1) in S either way.
+    """
+    class_0 = torch.tensor([[1.0, 0.5, 4.0], [1.0, 16.0, 1.0]])
+    class_1 = I_F.clone()
+    class_1[0, 0], class_1[0, 2], class_1[1, 1] = 0.5, 1.0, 2.0
+    assert torch.equal(torch.maximum(class_0, class_1), I_F)
+    f, n, r = fishers()
+    plans = dampening_plan(f, n, r, 4.0, 2.0, 0.5, 4.0, class_fishers=[{"w": class_0}, {"w": class_1}])
+    plan = plans["w"]
+    assert plan.owner.tolist() == [[0, 1, 0], [1, 0, 1]]
+    assert plan.keeps((3.0, 10.0)).tolist() == [[True, True, False], [True, False, True]]
+    for alpha in (1.5, 2.0, 3.0, 20.0):  # equal thresholds select exactly what one alpha does
+        assert torch.equal(plan.keeps((alpha, alpha)), plan.keeps(alpha))
+    param = {"w": THETA.clone()}
+    sizes = apply_plan(param, {"w": THETA}, plans, (3.0, 10.0))
+    assert sizes["w"] == {"S": 4, "B": 1, "C": 1}
+    # (0,2) is B: 8 * 1/4 = 2; (1,1) is C: -4 * 2 / 64 = -1/8; the rest unchanged.
+    assert param["w"].tolist() == [[3.0, 5.0, 2.0], [4.0, -0.125, 8.0]]
+    single = dampening_plan(f, n, r, 4.0, 2.0, 0.5, 4.0)["w"]
+    assert single.owner is None
+    with pytest.raises(CrossforgetError, match="per-class thresholds"):
+        single.keeps((1.0, 2.0))

@@ -50,8 +50,17 @@ def tied_ranking_ap(scores: np.ndarray, relevant: np.ndarray) -> float:
     return expected / total
 
 
-def label_oracle_map(query_labels: np.ndarray, db_labels: np.ndarray, forget_classes: Sequence[int]) -> float:
-    """Expected forget-label mAP of the retained-label oracle over the queries (see the module)."""
+def label_oracle_map(
+    query_labels: np.ndarray,
+    db_labels: np.ndarray,
+    forget_classes: Sequence[int],
+    relevant_classes: Sequence[int] | None = None,
+) -> float:
+    """Expected forget-label mAP of the retained-label oracle over the queries (see the module).
+
+    ``relevant_classes``: the forget classes whose labels make an item relevant (default: all of
+    them); a subset scores one class of a multi-class request, still ranked without any forget label.
+    """
     query_labels = np.asarray(query_labels).astype(bool)
     db_labels = np.asarray(db_labels).astype(bool)
     if query_labels.shape[1] != db_labels.shape[1]:
@@ -59,5 +68,9 @@ def label_oracle_map(query_labels: np.ndarray, db_labels: np.ndarray, forget_cla
     forget = np.zeros(query_labels.shape[1], dtype=bool)
     forget[list(forget_classes)] = True
     shared = query_labels[:, ~forget].astype(np.int64) @ db_labels[:, ~forget].T.astype(np.int64)
-    relevance = (query_labels[:, forget].astype(np.int64) @ db_labels[:, forget].T.astype(np.int64)) > 0
+    scored = forget.copy() if relevant_classes is None else np.zeros_like(forget)
+    scored[list(relevant_classes or [])] = True
+    if not (scored <= forget).all():
+        raise CrossforgetError("relevant_classes must be a subset of forget_classes")
+    relevance = (query_labels[:, scored].astype(np.int64) @ db_labels[:, scored].T.astype(np.int64)) > 0
     return float(np.mean([tied_ranking_ap(s, r) for s, r in zip(shared, relevance, strict=True)]))

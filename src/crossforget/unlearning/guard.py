@@ -13,6 +13,13 @@ original's, and *forgets* when its forget score is within ``forget_tolerance`` o
 the floor (the score of a model that never learnt the class: chance mAP for retrieval, 0 for accuracy).
 Dampened sets are nested in alpha (an entry selected at alpha is selected at every smaller alpha), so
 both scores move monotonically with alpha up to probe noise, which is what makes bisection valid.
+
+On a multi-class request one alpha can be wrong for some of the classes: one class is forgotten at a
+threshold where another is not, and lowering the common alpha far enough for the second damages the
+retained classes. When the common search ends kept but not forgotten, and the probe scores each forget
+class on its own, a *per-class refinement* lowers the threshold of one unforgotten class at a time
+(entries are owned by the forget class they serve most, and an entry uses its owner's threshold), with
+the same geometric steps and bisection, within ``class_steps`` further probe evaluations.
 """
 
 from __future__ import annotations
@@ -36,28 +43,33 @@ class ProbeScores:
 
     retain: float
     forget: float
+    per_class: tuple[float, ...] = ()  # the forget score of each forget class alone; () = not scored
 
 
 @dataclass(frozen=True)
 class RetentionProbe:
     """Scores models on held-out items. ``forget_floor``: the forget score of a model that never learnt
-    the forget classes; ``description`` says which items, for the diagnostics."""
+    the forget classes; ``class_floors``: the same for each forget class alone, in request order, when
+    the probe scores classes separately; ``description`` says which items, for the diagnostics."""
 
     score: Callable[[nn.Module], ProbeScores]
     forget_floor: float
     description: str
+    class_floors: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
 class GuardSettings:
     """``retain_budget``: allowed drop of the retained score, in points (percent); ``forget_tolerance``:
     the fraction of the original's forget-score gap to the floor that may remain; ``max_steps``: probe
-    evaluations at most (the first included); ``factor``: the geometric step of alpha before bisection."""
+    evaluations at most (the first included); ``factor``: the geometric step of alpha before bisection;
+    ``class_steps``: probe evaluations the per-class refinement may add (0 turns it off)."""
 
     retain_budget: float = 1.0
     forget_tolerance: float = 0.1
     max_steps: int = 8
     factor: float = 4.0
+    class_steps: int = 8
 
     def __post_init__(self) -> None:
         check_budget(self.retain_budget)
@@ -69,6 +81,10 @@ class GuardSettings:
             raise CrossforgetError(f"the guard needs at least one step, got max_steps={self.max_steps}")
         if not (math.isfinite(self.factor) and self.factor > 1.0):
             raise CrossforgetError(f"the guard's step factor must be a number > 1, got {self.factor}")
+        if self.class_steps < 0:
+            raise CrossforgetError(
+                f"the per-class refinement's step count must be >= 0 (0 = off), got {self.class_steps}"
+            )
 
 
 def check_budget(budget: float) -> None:
@@ -81,7 +97,10 @@ def check_budget(budget: float) -> None:
 
 @dataclass
 class GuardStep:
-    """One probe evaluation: the threshold tried, the estimated drop (points) and forget score."""
+    """One probe evaluation: the threshold tried, the estimated drop (points) and forget score.
+
+    A refinement step tries one threshold per forget class (``alphas``, request order); its ``alpha`` is
+    the smallest of them. ``forget_per_class``: each class's forget score, when the probe scores them."""
 
     alpha: float
     retain_drop: float
@@ -89,6 +108,17 @@ class GuardStep:
     keeps: bool
     forgets: bool
     dampened: int
+    forget_per_class: tuple[float, ...] = ()
+    alphas: tuple[float, ...] | None = None
+
+    def record(self) -> dict:
+        """The step for ``unlearn.json``, without the per-class fields where they do not apply."""
+        fields = asdict(self)
+        if not self.forget_per_class:
+            del fields["forget_per_class"]
+        if self.alphas is None:
+            del fields["alphas"]
+        return fields
 
 
 @dataclass
@@ -97,7 +127,8 @@ class GuardOutcome:
 
     ``acted_on``: which side made the guard move alpha away from its start ("retain": too much damage,
     "forget": too little forgetting, "both", "none"); ``met``: whether the accepted candidate keeps and
-    forgets."""
+    forgets; ``alphas``: the per-class thresholds when the refinement's candidate was accepted (else
+    None: ``alpha`` for every entry)."""
 
     alpha: float
     acted_on: Side
@@ -106,23 +137,34 @@ class GuardOutcome:
     forget_target: float
     steps: list[GuardStep] = field(default_factory=list)
     message: str = ""
+    alphas: tuple[float, ...] | None = None
+    class_targets: tuple[float, ...] = ()
 
     def diagnostics(self, settings: GuardSettings, probe: RetentionProbe) -> dict:
-        return {
+        original = asdict(self.original)
+        if not self.original.per_class:
+            del original["per_class"]
+        record = {
             "alpha": self.alpha,
             "acted_on": self.acted_on,
             "met": self.met,
             "message": self.message,
             "probe": probe.description,
             "settings": asdict(settings),
-            "original": asdict(self.original),
+            "original": original,
             "forget_floor": probe.forget_floor,
             "forget_target": self.forget_target,
-            "steps": [asdict(step) for step in self.steps],
+            "steps": [step.record() for step in self.steps],
         }
+        if self.class_targets:
+            record.update(class_floors=list(probe.class_floors), class_targets=list(self.class_targets))
+        if self.alphas is not None:
+            record["alphas"] = list(self.alphas)
+        return record
 
 
 Candidate = Callable[[float], tuple[nn.Module, int]]
+ClasswiseCandidate = Callable[[tuple[float, ...]], tuple[nn.Module, int]]
 
 
 def guarded_search(
@@ -132,6 +174,7 @@ def guarded_search(
     alpha0: float,
     alpha_range: tuple[float, float],
     settings: GuardSettings,
+    build_per_class: ClasswiseCandidate | None = None,
 ) -> GuardOutcome:
     """Find an alpha whose candidate keeps and forgets, starting at ``alpha0``.
 
@@ -140,18 +183,34 @@ def guarded_search(
     ``alpha_range``: the guard never goes below its low end; above its high end nothing is dampened.
     The search first steps alpha by ``settings.factor`` in the direction the failing side asks for, then
     bisects (in log alpha) between the last failing and the first passing value, within ``max_steps``.
+    ``build_per_class(alphas)``: the candidate with one threshold per forget class (request order); with
+    it, and a probe that scores each class, a search that ends kept but not forgotten is refined per
+    class (module docstring).
     """
     base = probe.score(original)
-    gap = max(base.forget - probe.forget_floor, 0.0)
-    target = probe.forget_floor + settings.forget_tolerance * gap
+    target = _target(base.forget, probe.forget_floor, settings)
+    per_class = len(base.per_class) >= 2 and len(probe.class_floors) == len(base.per_class)
+    class_targets = (
+        tuple(_target(s, f, settings) for s, f in zip(base.per_class, probe.class_floors, strict=True))
+        if per_class
+        else ()
+    )
     steps: list[GuardStep] = []
 
-    def evaluate(alpha: float) -> GuardStep:
-        model, dampened = build(alpha)
+    def evaluate(alpha: float | tuple[float, ...]) -> GuardStep:
+        vector = isinstance(alpha, tuple)
+        model, dampened = build_per_class(alpha) if vector else build(alpha)
         scores = probe.score(model)
         drop = 100.0 * (base.retain - scores.retain)
         step = GuardStep(
-            alpha, drop, scores.forget, drop <= settings.retain_budget, scores.forget <= target, dampened
+            min(alpha) if vector else alpha,
+            drop,
+            scores.forget,
+            drop <= settings.retain_budget,
+            scores.forget <= target,
+            dampened,
+            scores.per_class if per_class else (),
+            alpha if vector else None,
         )
         steps.append(step)
         return step
@@ -167,11 +226,19 @@ def guarded_search(
         side = "forget"
         _walk(evaluate, steps, settings, alpha0, low, up=False, passes=lambda s: s.forgets)
     chosen = _choose(steps)
+    if per_class and build_per_class is not None and chosen.keeps and not chosen.forgets:
+        _refine(evaluate, steps, settings, chosen, class_targets, low)
+        chosen = _choose(steps)
     met = chosen.keeps and chosen.forgets
-    message = _message(chosen, met, settings, base, target)
+    message = _message(chosen, met, settings, base, target, len(steps))
     if not met:
         warnings.warn(f"forgetting guard: {message}", RuntimeWarning, stacklevel=2)
-    return GuardOutcome(chosen.alpha, side, met, base, target, steps, message)
+    return GuardOutcome(chosen.alpha, side, met, base, target, steps, message, chosen.alphas, class_targets)
+
+
+def _target(score: float, floor: float, settings: GuardSettings) -> float:
+    """The forget score that counts as forgotten: the floor plus the tolerated share of the gap."""
+    return floor + settings.forget_tolerance * max(score - floor, 0.0)
 
 
 def _walk(
@@ -208,21 +275,85 @@ def _walk(
             failing = middle
 
 
+def _refine(
+    evaluate: Callable[[tuple[float, ...]], GuardStep],
+    steps: list[GuardStep],
+    settings: GuardSettings,
+    start: GuardStep,
+    targets: tuple[float, ...],
+    low: float,
+) -> None:
+    """Lower the threshold of each unforgotten class in turn (the furthest from its target first) while
+    the candidate keeps, until the request is forgotten or ``class_steps`` evaluations are spent."""
+    alphas = [start.alpha] * len(targets)
+    current, end = start, len(steps) + settings.class_steps
+    for c in sorted(range(len(targets)), key=lambda c: targets[c] - start.forget_per_class[c]):
+        if current.forgets or len(steps) >= end:
+            return
+        if current.forget_per_class[c] <= targets[c]:
+            continue
+        current = _lower_class(evaluate, steps, settings, alphas, c, current, targets[c], low, end)
+
+
+def _lower_class(
+    evaluate: Callable[[tuple[float, ...]], GuardStep],
+    steps: list[GuardStep],
+    settings: GuardSettings,
+    alphas: list[float],
+    c: int,
+    current: GuardStep,
+    target: float,
+    low: float,
+    end: int,
+) -> GuardStep:
+    """Step class ``c``'s threshold down geometrically, then bisect between the lowest value that keeps
+    and the highest that does not; leave ``alphas[c]`` at the lowest value that keeps and return its
+    step (``current`` when none was found)."""
+    keep_alpha, fail_alpha = alphas[c], None
+    while len(steps) < end:
+        if fail_alpha is None:
+            if keep_alpha <= low:
+                break
+            alpha = max(keep_alpha / settings.factor, low)
+        else:
+            alpha = math.sqrt(keep_alpha * fail_alpha)
+            if math.isclose(alpha, keep_alpha, rel_tol=1e-3) or math.isclose(alpha, fail_alpha, rel_tol=1e-3):
+                break
+        step = evaluate(tuple(alpha if i == c else a for i, a in enumerate(alphas)))
+        if not step.keeps:
+            fail_alpha = alpha
+            continue
+        keep_alpha, current = alpha, step
+        if step.forgets or step.forget_per_class[c] <= target:
+            break
+    alphas[c] = keep_alpha
+    return current
+
+
 def _choose(steps: list[GuardStep]) -> GuardStep:
-    """Both criteria met: the largest alpha (least intervention). Otherwise, among candidates within the
-    budget the one that forgets most; with none within budget, the one that damages least."""
+    """Both criteria met: the least intervention (fewest dampened entries, then the largest alpha).
+    Otherwise, among candidates within the budget the one that forgets most; with none within budget,
+    the one that damages least. (Dampened sets are nested in alpha, so on a common-alpha search the
+    fewest dampened entries is the largest alpha.)"""
     met = [s for s in steps if s.keeps and s.forgets]
     if met:
-        return max(met, key=lambda s: s.alpha)
+        return min(met, key=lambda s: (s.dampened, -s.alpha))
     kept = [s for s in steps if s.keeps]
     if kept:
-        return min(kept, key=lambda s: (s.forget, -s.alpha))
-    return min(steps, key=lambda s: (s.retain_drop, -s.alpha))
+        return min(kept, key=lambda s: (s.forget, s.dampened, -s.alpha))
+    return min(steps, key=lambda s: (s.retain_drop, s.dampened, -s.alpha))
 
 
-def _message(step: GuardStep, met: bool, settings: GuardSettings, base: ProbeScores, target: float) -> str:
+def _message(
+    step: GuardStep, met: bool, settings: GuardSettings, base: ProbeScores, target: float, tried: int
+) -> str:
+    where = (
+        f"per-class alphas {', '.join(f'{a:.4g}' for a in step.alphas)}"
+        if step.alphas is not None
+        else f"alpha {step.alpha:.4g}"
+    )
     detail = (
-        f"alpha {step.alpha:.4g}: held-out retained score drop {step.retain_drop:.2f} points "
+        f"{where}: held-out retained score drop {step.retain_drop:.2f} points "
         f"(budget {settings.retain_budget:g}), forget score {100 * step.forget:.2f} % "
         f"(original {100 * base.forget:.2f} %, target <= {100 * target:.2f} %)"
     )
@@ -230,10 +361,10 @@ def _message(step: GuardStep, met: bool, settings: GuardSettings, base: ProbeSco
         return detail
     if step.keeps:
         return (
-            f"no setting both forgets and keeps within {settings.max_steps} steps; "
+            f"no setting both forgets and keeps in {tried} probe evaluations; "
             f"retention kept, forgetting INCOMPLETE: {detail}"
         )
     return (
-        f"no setting keeps the retained classes within the budget in {settings.max_steps} steps; "
+        f"no setting keeps the retained classes within the budget in {tried} probe evaluations; "
         f"returning the least damaging one: {detail}"
     )

@@ -6,7 +6,7 @@ retain set D_r \\ D_n. Region codes: 0 = S (shared, untouched), 1 = B (buffer), 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -65,20 +65,35 @@ def dampening_factor(
     return ratio.square().clamp(max=lam_max)
 
 
+Thresholds = float | Sequence[float]  # one alpha, or one per forget class (request order)
+
+
 @dataclass
 class TensorPlan:
     """What Eqs. 5-7 do to one tensor, for any alpha: ``critical`` is the smallest alpha at which an
     entry stays in S (I_f / I_r; 0 where I_f = 0, inf where only I_f is positive); ``factor`` is the
-    multiplier it gets outside S (w in B, core_sign * gamma * w in C); ``core`` marks C (I_f >= tau * I_n)."""
+    multiplier it gets outside S (w in B, core_sign * gamma * w in C); ``core`` marks C (I_f >= tau * I_n).
+    ``owner``: on a multi-class request, the forget class each entry serves most (the index of the
+    largest per-class I_f), so that each class can have its own threshold; None otherwise."""
 
     critical: torch.Tensor
     factor: torch.Tensor
     core: torch.Tensor
+    owner: torch.Tensor | None = None
 
-    def regions(self, alpha: float) -> torch.Tensor:
+    def keeps(self, alpha: Thresholds) -> torch.Tensor:
+        """Which entries stay in S: I_f / I_r <= alpha, with the owner's alpha for per-class thresholds."""
+        if isinstance(alpha, int | float):
+            return self.critical <= alpha
+        if self.owner is None:
+            raise CrossforgetError("per-class thresholds need a plan built from per-class forget Fishers")
+        thresholds = torch.tensor(list(alpha), dtype=self.critical.dtype, device=self.critical.device)
+        return self.critical <= thresholds[self.owner.long()]
+
+    def regions(self, alpha: Thresholds) -> torch.Tensor:
         """Eq. 5's int8 codes at ``alpha``."""
         codes = torch.where(self.core, CORE, BUFFER).to(torch.int8)
-        return torch.where(self.critical <= alpha, torch.zeros_like(codes), codes)
+        return torch.where(self.keeps(alpha), torch.zeros_like(codes), codes)
 
 
 def dampening_plan(
@@ -91,8 +106,12 @@ def dampening_plan(
     gamma: float,
     eps: float = DEFAULT_EPS,
     core_sign: float = -1.0,
+    class_fishers: Sequence[Mapping[str, torch.Tensor]] = (),
 ) -> dict[str, TensorPlan]:
-    """Everything of Eqs. 5-7 that does not depend on alpha, so a threshold search costs one pass."""
+    """Everything of Eqs. 5-7 that does not depend on alpha, so a threshold search costs one pass.
+
+    ``class_fishers``: the per-class forget Fishers of a multi-class request (``fisher_f`` is their
+    elementwise maximum); with two or more, each plan records which class owns each entry."""
     _check_thresholds(0.0, tau)
     if lam < 0 or lam_max < 0 or gamma < 0 or eps < 0:
         raise CrossforgetError(
@@ -107,7 +126,11 @@ def dampening_plan(
         critical = torch.where(f > 0, f / r, torch.zeros_like(f))  # f > 0, r = 0 gives inf
         core = ~(f < tau * n)
         w = dampening_factor(f, r, lam, lam_max, eps)
-        plans[name] = TensorPlan(critical, torch.where(core, core_sign * gamma * w, w), core)
+        owner = None
+        if len(class_fishers) >= 2:
+            per_class = torch.stack([fisher[name].to(device, dtype) for fisher in class_fishers])
+            owner = per_class.argmax(dim=0).to(torch.int16)
+        plans[name] = TensorPlan(critical, torch.where(core, core_sign * gamma * w, w), core, owner)
     return plans
 
 
@@ -115,20 +138,22 @@ def apply_plan(
     target: Mapping[str, torch.Tensor] | nn.Module,
     source: Mapping[str, torch.Tensor] | nn.Module,
     plans: Mapping[str, TensorPlan],
-    alpha: float,
+    alpha: Thresholds,
 ) -> dict[str, dict[str, int]]:
     """target <- Eq. 7 applied to source at ``alpha`` (the two may be the same); per-tensor region sizes.
 
-    Only tensors named by ``plans`` are written; ``target`` and ``source`` must hold them all.
+    ``alpha``: one threshold, or one per forget class for plans that record owners. Only tensors named
+    by ``plans`` are written; ``target`` and ``source`` must hold them all.
     """
-    _check_thresholds(alpha, 0.0)
+    for value in [alpha] if isinstance(alpha, int | float) else alpha:
+        _check_thresholds(value, 0.0)
     into = dict(target.named_parameters()) if isinstance(target, nn.Module) else dict(target)
     origin = dict(source.named_parameters()) if isinstance(source, nn.Module) else dict(source)
     sizes: dict[str, dict[str, int]] = {}
     with torch.no_grad():
         for name, plan in plans.items():
             param = into[name]
-            keep = plan.critical.to(param.device) <= alpha
+            keep = plan.keeps(alpha).to(param.device)
             factor = torch.where(keep, torch.ones_like(plan.factor), plan.factor).to(param.device)
             param.copy_(origin[name].to(param.device) * factor.to(param.dtype))
             sizes[name] = _counts(plan.regions(alpha))

@@ -45,6 +45,19 @@ def test_scores_are_the_accuracies_on_the_sampled_training_images():
     assert never.score(Lookup(table)).forget == pytest.approx(2 / 3)
 
 
+def test_a_multi_class_request_is_also_scored_class_by_class():
+    targets = np.array([0, 0, 1, 1, 2, 2, 2, 0, 1, 2])
+    predicted = np.array([0, 1, 1, 0, 2, 0, 2, 0, 1, 2])
+    table = torch.nn.functional.one_hot(torch.from_numpy(predicted), 3).float()
+    probe = classification_probe(lambda m, i: m.table[torch.from_numpy(i)], targets, np.arange(8), [2, 1])
+    scores = probe.score(Lookup(table))
+    # class 2 training images 4 5 6: right 4 6; class 1 images 2 3: right 2; pooled 3 of 5
+    assert scores.per_class == pytest.approx((2 / 3, 1 / 2)) and scores.forget == pytest.approx(3 / 5)
+    assert probe.class_floors == (0.0, 0.0)
+    single = classification_probe(lambda m, i: m.table[torch.from_numpy(i)], targets, np.arange(8), [1])
+    assert single.score(Lookup(table)).per_class == () and single.class_floors == ()
+
+
 def test_samples_are_seeded_sized_and_from_the_training_split():
     targets = np.repeat(np.arange(5), 40)
     rng = np.random.default_rng(3)

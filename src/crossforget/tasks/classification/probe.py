@@ -63,18 +63,25 @@ def classification_probe(
     items = np.concatenate([forget, retain])
     truth = torch.from_numpy(np.asarray(targets[items], dtype=np.int64))
     forget_rows = torch.arange(items.size) < forget.size
+    # Each forget class scored alone, for the guard's per-class refinement (two or more classes, each
+    # with probe images).
+    class_rows = [forget_rows & (truth == c) for c in forget_classes]
+    if len(class_rows) < 2 or not all(bool(rows.any()) for rows in class_rows):
+        class_rows = []
 
     def score(model: nn.Module) -> ProbeScores:
         correct = (logits(model, items).argmax(dim=1) == truth).float()
         return ProbeScores(
-            retain=float(correct[~forget_rows].mean()), forget=float(correct[forget_rows].mean())
+            retain=float(correct[~forget_rows].mean()),
+            forget=float(correct[forget_rows].mean()),
+            per_class=tuple(float(correct[rows].mean()) for rows in class_rows),
         )
 
     description = (
         f"top-1 accuracy on {forget.size} forget and {retain.size} retained training images "
         f"(seed {seed}; the test split is never probed)"
     )
-    return RetentionProbe(score, 0.0, description)
+    return RetentionProbe(score, 0.0, description, class_floors=(0.0,) * len(class_rows))
 
 
 def _sample(rng: np.random.Generator, items: np.ndarray, size: int) -> np.ndarray:

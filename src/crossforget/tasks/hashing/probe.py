@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import torch
 from torch import nn
 
 from crossforget.core.errors import CrossforgetError
@@ -25,9 +26,9 @@ from crossforget.data.splits import RetrievalSplit
 from crossforget.data.validation import validation_split
 from crossforget.metrics.keys import PRIMARY_FORGET, RETAIN
 from crossforget.metrics.oracle_floor import label_oracle_map
-from crossforget.metrics.retrieval import random_ranking_map
+from crossforget.metrics.retrieval import mean_average_precision, random_ranking_map
 from crossforget.models.inputs import BatchSource
-from crossforget.tasks.hashing.evaluation import encode, retrieval_scores
+from crossforget.tasks.hashing.evaluation import Codes, encode, retrieval_scores
 from crossforget.unlearning.guard import ProbeScores, RetentionProbe
 
 
@@ -72,33 +73,64 @@ def hashing_probe(
     if not d_labels[:, forget_classes].any():
         raise CrossforgetError("the probe database holds no item of the forget classes; raise its size")
 
+    # Each forget class scored alone (its forget queries, its own label's relevance), for the guard's
+    # per-class refinement: two or more classes, each with probe queries and database items.
+    f_labels = q_labels[forget_mask]
+    per_class = [
+        c
+        for c in forget_classes
+        if len(forget_classes) >= 2 and f_labels[:, c].any() and d_labels[:, c].any()
+    ]
+    if len(per_class) != len(forget_classes):
+        per_class = []
+
     def score(model: nn.Module) -> ProbeScores:
-        records = retrieval_scores(
-            encode(model, store, queries),
-            encode(model, store, database),
-            q_labels,
-            d_labels,
-            forget_mask,
-            forget_classes,
-        )
+        query_codes, db_codes = encode(model, store, queries), encode(model, store, database)
+        records = retrieval_scores(query_codes, db_codes, q_labels, d_labels, forget_mask, forget_classes)
         return ProbeScores(
             retain=float(np.mean([r[RETAIN] for r in records])),
             forget=float(np.mean([r[PRIMARY_FORGET] for r in records])),
+            per_class=tuple(
+                _class_score(query_codes, db_codes, forget_mask & (q_labels[:, c] > 0), q_labels, d_labels, c)
+                for c in per_class
+            ),
         )
 
-    if floor == "cooccurrence":
-        level = label_oracle_map(q_labels[forget_mask], d_labels, forget_classes)
-    elif floor == "chance":
-        level = float(
-            random_ranking_map(q_labels[forget_mask][:, forget_classes], d_labels[:, forget_classes])
-        )
-    else:
+    if floor not in ("cooccurrence", "chance"):
         raise CrossforgetError(f"the probe's floor must be 'cooccurrence' or 'chance', got {floor!r}")
+    level = _floor(floor, f_labels, d_labels, forget_classes, forget_classes)
+    class_floors = tuple(
+        _floor(floor, f_labels[f_labels[:, c] > 0], d_labels, forget_classes, [c]) for c in per_class
+    )
     description = (
         f"{forget_q.size} forget and {retain_q.size} retained validation queries (database \\ train) "
         f"against {database.size} database items, I2T and T2I; {floor} floor"
     )
-    return RetentionProbe(score, level, description)
+    return RetentionProbe(score, level, description, class_floors)
+
+
+def _floor(
+    floor: str, q_labels: np.ndarray, d_labels: np.ndarray, forget_classes: list[int], relevant: list[int]
+) -> float:
+    """The forget-label mAP of a forget-blind ranking, with relevance on the ``relevant`` classes."""
+    if floor == "cooccurrence":
+        return label_oracle_map(q_labels, d_labels, forget_classes, relevant)
+    return float(random_ranking_map(q_labels[:, relevant], d_labels[:, relevant]))
+
+
+def _class_score(
+    query: Codes, database: Codes, rows: np.ndarray, q_labels: np.ndarray, d_labels: np.ndarray, c: int
+) -> float:
+    """Forget-label mAP of one forget class: its forget queries, relevance on its label, both directions."""
+    picked = torch.from_numpy(rows)
+    return float(
+        np.mean(
+            [
+                mean_average_precision(q[picked], d, q_labels[rows][:, [c]], d_labels[:, [c]])
+                for q, d in ((query.image, database.text), (query.text, database.image))
+            ]
+        )
+    )
 
 
 def _sample(rng: np.random.Generator, items: np.ndarray, size: int) -> np.ndarray:

@@ -25,7 +25,7 @@ from crossforget.unlearning.methods.common import fisher_over, forget_fisher_is_
 from crossforget.unlearning.methods.options import option_range
 from crossforget.unlearning.methods.registry import register_method
 from crossforget.unlearning.methods.search_space import Dimension
-from crossforget.unlearning.ppp import DEFAULT_EPS, TensorPlan, apply_plan, dampening_plan
+from crossforget.unlearning.ppp import DEFAULT_EPS, TensorPlan, Thresholds, apply_plan, dampening_plan
 from crossforget.unlearning.prototypes import neighbour_structure
 
 
@@ -53,7 +53,10 @@ class PPPOptions:
     Guard: with ``retain_budget`` (points) set, alpha is only the start of a search on held-out items
     (``task.probe``) for a candidate whose retained score drops by at most the budget and whose forget
     score falls within ``forget_tolerance`` of the original's gap to the floor, in at most
-    ``guard_steps`` probe evaluations; None applies alpha unchecked. alpha 30, the guard's settings and
+    ``guard_steps`` probe evaluations; None applies alpha unchecked. On a multi-class request with the
+    per-class forget Fisher, a search that ends kept but not forgotten lowers the threshold of each
+    unforgotten class on its own (entries use the threshold of the forget class they serve most), in
+    at most ``guard_class_steps`` more evaluations. alpha 30, the guard's settings and
     the estimator were chosen on the validation split over the request panel (README, "How the PPP
     defaults were chosen"), never on the test queries.
     """
@@ -76,6 +79,7 @@ class PPPOptions:
     retain_budget: float | None = field(default=1.0, metadata=option_range(0))
     forget_tolerance: float = field(default=0.1, metadata=option_range(0, 1))
     guard_steps: int = field(default=8, metadata=option_range(1))
+    guard_class_steps: int = field(default=8, metadata=option_range(0))
 
 
 # The guard never goes below alpha = 1: there an entry matters more to the retained data than to the
@@ -157,7 +161,7 @@ class PPP(OptionsMethod):
         pool = task.train_retain[~in_neighbour] if o.retain_set == "rest" else task.train_retain
         rest = sample_indices(pool, o.retain_samples, retain_stream, "retained")
         with timer.stage("fisher_forget"):
-            fisher_f, per_class = self._forget_fisher(clone, task, forget)
+            fisher_f, per_class, class_fishers = self._forget_fisher(clone, task, forget)
         with timer.stage("fisher_neighbour"):
             fisher_n = fisher_over(clone, task, neighbour, o.estimator, o.batch_size, "D_n")
         with timer.stage("fisher_retain"):
@@ -186,15 +190,25 @@ class PPP(OptionsMethod):
             return clone, None, diagnostics
         with timer.stage("dampen"):
             plans = dampening_plan(
-                fisher_f, fisher_n, fisher_r, o.tau, o.lam, o.lam_max, info.gamma, o.eps, o.core_sign
+                fisher_f,
+                fisher_n,
+                fisher_r,
+                o.tau,
+                o.lam,
+                o.lam_max,
+                info.gamma,
+                o.eps,
+                o.core_sign,
+                class_fishers,
             )
         return clone, plans, diagnostics
 
     def _forget_fisher(
         self, clone: nn.Module, task: UnlearningTask, forget: np.ndarray
-    ) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    ) -> tuple[dict[str, torch.Tensor], dict[str, int], list[dict[str, torch.Tensor]]]:
         """I_f over the forget sample: pooled, or the elementwise maximum of one Fisher per forget class
-        (over the samples of the paired forget sample that carry it); also the samples per class."""
+        (over the samples of the paired forget sample that carry it); also the samples per class, and
+        the per-class Fishers in request order when every forget class has samples (else [])."""
         o = self.options
         if o.forget_fisher not in ("per_class", "pooled"):
             raise CrossforgetError(f"forget_fisher must be 'per_class' or 'pooled', got {o.forget_fisher!r}")
@@ -203,12 +217,13 @@ class PPP(OptionsMethod):
         counts = {name: int(column.sum()) for name, column in zip(names, carries.T, strict=True)}
         groups = {name: forget[column] for name, column in zip(names, carries.T, strict=True) if column.any()}
         if o.forget_fisher == "pooled" or len(groups) < 2:
-            return fisher_over(clone, task, forget, o.estimator, o.batch_size, "D_f"), counts
+            return fisher_over(clone, task, forget, o.estimator, o.batch_size, "D_f"), counts, []
         fishers = [
             fisher_over(clone, task, group, o.estimator, o.batch_size, f"D_f ({name})")
             for name, group in groups.items()
         ]
-        return {key: torch.stack([f[key] for f in fishers]).amax(dim=0) for key in fishers[0]}, counts
+        pooled = {key: torch.stack([f[key] for f in fishers]).amax(dim=0) for key in fishers[0]}
+        return pooled, counts, fishers if len(groups) == len(names) else []
 
     def _guarded(
         self,
@@ -221,14 +236,19 @@ class PPP(OptionsMethod):
         """Search alpha with the two-sided guard from the configured alpha; leave ``clone`` dampened at
         the accepted value. ``clone`` is still the undampened copy when the guard scores the original."""
         o = self.options
-        settings = GuardSettings(o.retain_budget, o.forget_tolerance, o.guard_steps)
+        settings = GuardSettings(
+            o.retain_budget, o.forget_tolerance, o.guard_steps, class_steps=o.guard_class_steps
+        )
 
-        def build(alpha: float) -> tuple[nn.Module, int]:
+        def build(alpha: Thresholds) -> tuple[nn.Module, int]:
             sizes = apply_plan(clone, model, plans, alpha)
             return clone, sum(v["B"] + v["C"] for v in sizes.values())
 
+        per_class = all(p.owner is not None for p in plans.values())
         finite = [p.critical[torch.isfinite(p.critical)] for p in plans.values()]
         highest = max((float(c.max()) for c in finite if c.numel()), default=o.alpha)
-        outcome = guarded_search(build, probe, clone, o.alpha, (MIN_ALPHA, highest), settings)
+        outcome = guarded_search(
+            build, probe, clone, o.alpha, (MIN_ALPHA, highest), settings, build if per_class else None
+        )
         diagnostics["guard"] = outcome.diagnostics(settings, probe)
-        return apply_plan(clone, model, plans, outcome.alpha)
+        return apply_plan(clone, model, plans, outcome.alphas or outcome.alpha)
