@@ -115,12 +115,13 @@ def test_bad_hyperparameters(change: dict) -> None:
         ppp_dampen({"w": THETA.clone()}, *fishers(), **{**HYPER, **change})
 
 
-def test_per_class_thresholds_use_the_owner_class_alpha() -> None:
-    """Two forget classes split I_F: class 0 owns (0,0) (0,2) (1,1), class 1 owns the rest.
+def test_per_class_thresholds_dampen_an_entry_any_class_needs() -> None:
+    """Two forget classes split I_F (their maximum); I_R as above. Per-class critical alphas I_f^c / I_r:
 
-    Critical alphas I_f / I_r (I_f the maximum): 1, 2, 4 / 4, 8, 16, 2.5. With thresholds (3, 10):
-    (0,2) crit 4 > 3 (owner 0) -> out of S; (1,1) crit 16 > 3 -> out; (1,0) crit 4 <= 10 (owner 1) -> S;
-    (1,2) 2.5 <= 10 -> S; (0,0), (0,1) in S either way.
+    class 0: [[1, 0.5, 4], [0.5, 16, 1]]; class 1: [[0.5, 2, 1], [4, 2, 2.5]].
+    Thresholds (3, 10): (0,2) 4 > 3 and (1,1) 16 > 3 leave S (class 0); class 1 stays under 10.
+    Thresholds (0.75, 100): everything class 0 exceeds 0.75 on leaves S, (1,2) included although
+    class 1 serves it more (2.5 vs 1): any class's need counts, not the strongest class's.
     """
     class_0 = torch.tensor([[1.0, 0.5, 4.0], [1.0, 16.0, 1.0]])
     class_1 = I_F.clone()
@@ -129,8 +130,8 @@ def test_per_class_thresholds_use_the_owner_class_alpha() -> None:
     f, n, r = fishers()
     plans = dampening_plan(f, n, r, 4.0, 2.0, 0.5, 4.0, class_fishers=[{"w": class_0}, {"w": class_1}])
     plan = plans["w"]
-    assert plan.owner.tolist() == [[0, 1, 0], [1, 0, 1]]
     assert plan.keeps((3.0, 10.0)).tolist() == [[True, True, False], [True, False, True]]
+    assert plan.keeps((0.75, 100.0)).tolist() == [[False, True, False], [True, False, False]]
     for alpha in (1.5, 2.0, 3.0, 20.0):  # equal thresholds select exactly what one alpha does
         assert torch.equal(plan.keeps((alpha, alpha)), plan.keeps(alpha))
     param = {"w": THETA.clone()}
@@ -139,6 +140,8 @@ def test_per_class_thresholds_use_the_owner_class_alpha() -> None:
     # (0,2) is B: 8 * 1/4 = 2; (1,1) is C: -4 * 2 / 64 = -1/8; the rest unchanged.
     assert param["w"].tolist() == [[3.0, 5.0, 2.0], [4.0, -0.125, 8.0]]
     single = dampening_plan(f, n, r, 4.0, 2.0, 0.5, 4.0)["w"]
-    assert single.owner is None
+    assert single.class_critical is None
     with pytest.raises(CrossforgetError, match="per-class thresholds"):
         single.keeps((1.0, 2.0))
+    with pytest.raises(CrossforgetError, match="3 thresholds for 2"):
+        plan.keeps((1.0, 2.0, 3.0))

@@ -18,8 +18,8 @@ On a multi-class request one alpha can be wrong for some of the classes: one cla
 threshold where another is not, and lowering the common alpha far enough for the second damages the
 retained classes. When the common search ends kept but not forgotten, and the probe scores each forget
 class on its own, a *per-class refinement* lowers the threshold of one unforgotten class at a time
-(entries are owned by the forget class they serve most, and an entry uses its owner's threshold), with
-the same geometric steps and bisection, within ``class_steps`` further probe evaluations.
+(an entry is dampened when it serves any forget class c more than c's threshold allows), with the
+same geometric steps and bisection, within ``class_steps`` further probe evaluations.
 """
 
 from __future__ import annotations

@@ -73,22 +73,29 @@ class TensorPlan:
     """What Eqs. 5-7 do to one tensor, for any alpha: ``critical`` is the smallest alpha at which an
     entry stays in S (I_f / I_r; 0 where I_f = 0, inf where only I_f is positive); ``factor`` is the
     multiplier it gets outside S (w in B, core_sign * gamma * w in C); ``core`` marks C (I_f >= tau * I_n).
-    ``owner``: on a multi-class request, the forget class each entry serves most (the index of the
-    largest per-class I_f), so that each class can have its own threshold; None otherwise."""
+    ``class_critical``: on a multi-class request, each forget class's own I_f^c / I_r (stacked on dim
+    0, request order), so that each class can have its own threshold; None otherwise. ``critical`` is
+    their maximum, so one common alpha selects the same entries either way."""
 
     critical: torch.Tensor
     factor: torch.Tensor
     core: torch.Tensor
-    owner: torch.Tensor | None = None
+    class_critical: torch.Tensor | None = None
 
     def keeps(self, alpha: Thresholds) -> torch.Tensor:
-        """Which entries stay in S: I_f / I_r <= alpha, with the owner's alpha for per-class thresholds."""
+        """Which entries stay in S: I_f / I_r <= alpha; with one alpha per class, an entry leaves S when
+        it serves any forget class c more than that class's threshold allows (I_f^c > alpha_c I_r)."""
         if isinstance(alpha, int | float):
             return self.critical <= alpha
-        if self.owner is None:
+        if self.class_critical is None:
             raise CrossforgetError("per-class thresholds need a plan built from per-class forget Fishers")
+        if len(alpha) != self.class_critical.shape[0]:
+            raise CrossforgetError(
+                f"got {len(alpha)} thresholds for {self.class_critical.shape[0]} forget classes"
+            )
+        shape = (-1,) + (1,) * self.critical.dim()
         thresholds = torch.tensor(list(alpha), dtype=self.critical.dtype, device=self.critical.device)
-        return self.critical <= thresholds[self.owner.long()]
+        return (self.class_critical <= thresholds.view(shape)).all(dim=0)
 
     def regions(self, alpha: Thresholds) -> torch.Tensor:
         """Eq. 5's int8 codes at ``alpha``."""
@@ -111,7 +118,8 @@ def dampening_plan(
     """Everything of Eqs. 5-7 that does not depend on alpha, so a threshold search costs one pass.
 
     ``class_fishers``: the per-class forget Fishers of a multi-class request (``fisher_f`` is their
-    elementwise maximum); with two or more, each plan records which class owns each entry."""
+    elementwise maximum); with two or more, each plan keeps every class's critical alpha (memory: one
+    float per parameter and forget class)."""
     _check_thresholds(0.0, tau)
     if lam < 0 or lam_max < 0 or gamma < 0 or eps < 0:
         raise CrossforgetError(
@@ -123,15 +131,21 @@ def dampening_plan(
     for name in fisher_f:
         dtype, device = _work_dtype(fisher_f[name]), fisher_f[name].device
         f, n, r = (fisher[name].to(device, dtype) for fisher in (fisher_f, fisher_n, fisher_r))
-        critical = torch.where(f > 0, f / r, torch.zeros_like(f))  # f > 0, r = 0 gives inf
+        critical = _critical(f, r)
         core = ~(f < tau * n)
         w = dampening_factor(f, r, lam, lam_max, eps)
-        owner = None
-        if len(class_fishers) >= 2:
-            per_class = torch.stack([fisher[name].to(device, dtype) for fisher in class_fishers])
-            owner = per_class.argmax(dim=0).to(torch.int16)
-        plans[name] = TensorPlan(critical, torch.where(core, core_sign * gamma * w, w), core, owner)
+        per_class = (
+            torch.stack([_critical(fisher[name].to(device, dtype), r) for fisher in class_fishers])
+            if len(class_fishers) >= 2
+            else None
+        )
+        plans[name] = TensorPlan(critical, torch.where(core, core_sign * gamma * w, w), core, per_class)
     return plans
+
+
+def _critical(fisher_f: torch.Tensor, fisher_r: torch.Tensor) -> torch.Tensor:
+    """I_f / I_r, with 0 where I_f = 0 (I_f > 0 with I_r = 0 gives inf)."""
+    return torch.where(fisher_f > 0, fisher_f / fisher_r, torch.zeros_like(fisher_f))
 
 
 def apply_plan(

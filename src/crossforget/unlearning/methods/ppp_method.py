@@ -55,9 +55,9 @@ class PPPOptions:
     score falls within ``forget_tolerance`` of the original's gap to the floor, in at most
     ``guard_steps`` probe evaluations; None applies alpha unchecked. On a multi-class request with the
     per-class forget Fisher, a search that ends kept but not forgotten lowers the threshold of each
-    unforgotten class on its own (entries use the threshold of the forget class they serve most), in
-    at most ``guard_class_steps`` more evaluations. alpha 30, the guard's settings and
-    the estimator were chosen on the validation split over the request panel (README, "How the PPP
+    unforgotten class on its own (an entry leaves S when it serves any forget class more than that
+    class's threshold allows), in at most ``guard_class_steps`` more evaluations. alpha 30, the
+    guard's settings and the estimator were chosen on the validation split over the request panel (README, "How the PPP
     defaults were chosen"), never on the test queries.
     """
 
@@ -244,7 +244,7 @@ class PPP(OptionsMethod):
             sizes = apply_plan(clone, model, plans, alpha)
             return clone, sum(v["B"] + v["C"] for v in sizes.values())
 
-        per_class = all(p.owner is not None for p in plans.values())
+        per_class = all(p.class_critical is not None for p in plans.values())
         finite = [p.critical[torch.isfinite(p.critical)] for p in plans.values()]
         highest = max((float(c.max()) for c in finite if c.numel()), default=o.alpha)
         outcome = guarded_search(
