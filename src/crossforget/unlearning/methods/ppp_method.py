@@ -57,8 +57,8 @@ class PPPOptions:
     per-class forget Fisher, a search that ends kept but not forgotten lowers the threshold of each
     unforgotten class on its own (an entry leaves S when it serves any forget class more than that
     class's threshold allows), in at most ``guard_class_steps`` more evaluations. alpha 30, the
-    guard's settings and the estimator were chosen on the validation split over the request panel (README, "How the PPP
-    defaults were chosen"), never on the test queries.
+    guard's settings and the estimator were chosen on the validation split over the request panel
+    (README, "How the PPP defaults were chosen"), never on the test queries.
     """
 
     k: int = 3
