@@ -6,6 +6,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -132,6 +133,11 @@ def test_without_the_refinement_the_same_request_is_reported_incomplete(disable)
     assert all(s.alphas is None for s in outcome.steps)
 
 
+def test_a_negative_refinement_step_count_is_a_clear_error():
+    with pytest.raises(CrossforgetError, match="0 = off"):
+        GuardSettings(class_steps=-1)
+
+
 @pytest.mark.parametrize("budget", [-1.0, float("nan"), float("inf"), "1"])
 def test_a_bad_budget_is_a_clear_error(budget):
     with pytest.raises(CrossforgetError, match="retain-budget"):
@@ -215,7 +221,7 @@ def test_tiny_or_entangled_forget_sets_are_warned_about_with_counts(tiny, method
 @pytest.mark.parametrize(
     "options",
     [{"retain_budget": -1.0}, {"retain_budget": float("nan")}, {"forget_tolerance": 1.5}, {"guard_steps": 0},
-     {"alpha": -1.0}],
+     {"guard_class_steps": -1}, {"alpha": -1.0}],
 )  # fmt: skip
 def test_guard_options_out_of_range_are_refused_on_creation(options):
     with pytest.raises(CrossforgetError, match=next(iter(options))):
@@ -255,10 +261,22 @@ def test_hashing_probe_floor_is_the_label_oracle_by_default_and_chance_on_reques
         module.hashing_probe(store, loaded.split, part, floor="zero")
 
 
-def test_hashing_probe_scores_each_forget_class_of_a_multi_class_request(tiny_checkpoint: Path):
+def test_hashing_probe_scores_each_forget_class_of_a_multi_class_request(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import crossforget.tasks.hashing.probe as module
     from crossforget.data.forget import partition
     from crossforget.tasks.hashing.probe import hashing_probe
     from crossforget.tasks.hashing.task import store_for
+
+    calls = []
+    original_map = module.mean_average_precision
+
+    def spy(query, database, query_labels, db_labels):
+        calls.append((query.shape[0], np.asarray(query_labels), np.asarray(db_labels)))
+        return original_map(query, database, query_labels, db_labels)
+
+    monkeypatch.setattr(module, "mean_average_precision", spy)
 
     saved = load_hashing_checkpoint(tiny_checkpoint / "bits16")
     loaded = load_data(saved.dataset_spec)
@@ -268,6 +286,10 @@ def test_hashing_probe_scores_each_forget_class_of_a_multi_class_request(tiny_ch
     probe = hashing_probe(store, loaded.split, part)
     scores = probe.score(saved.model)
     assert len(scores.per_class) == 2 and len(probe.class_floors) == 2
+    # One call per class and direction: that class's forget queries only, relevance on its label only.
+    assert len(calls) == 4
+    for rows, query_labels, db_labels in calls:
+        assert query_labels.shape == (rows, 1) and query_labels.all() and db_labels.shape[1] == 1
     assert all(0.0 <= value <= 1.0 for value in (*scores.per_class, *probe.class_floors))
     single = hashing_probe(store, loaded.split, partition(loaded.data, loaded.split, ForgetRequest(["dog"])))
     assert single.score(saved.model).per_class == () and single.class_floors == ()
