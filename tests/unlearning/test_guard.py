@@ -199,7 +199,8 @@ def test_guard_off_and_without_a_probe(tiny):
     task, model = tiny
     plain = _ppp(task, model, retain_budget=None)
     assert "guard" not in plain.diagnostics
-    unprobed = _ppp(dataclasses.replace(task, probe=None), model)
+    with pytest.warns(RuntimeWarning, match="guard skipped: no held-out item"):
+        unprobed = _ppp(dataclasses.replace(task, probe=None), model)
     assert unprobed.diagnostics["guard"] == {"skipped": "the task offers no held-out probe"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -122,6 +123,12 @@ class PPP(OptionsMethod):
         if o.retain_budget is None or task.probe is None:
             if o.retain_budget is not None:
                 diagnostics["guard"] = {"skipped": "the task offers no held-out probe"}
+                warnings.warn(
+                    f"forgetting guard skipped: no held-out item carries the forget classes, so alpha "
+                    f"{o.alpha:g} is applied unchecked; check the result with `crossforget evaluate`",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             with timer.stage("dampen"):
                 sizes = apply_plan(clone, model, plans, o.alpha)
         else:
