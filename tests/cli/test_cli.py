@@ -194,3 +194,13 @@ def test_command_modules_import_no_other_command_module() -> None:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("crossforget.cli"):
                 assert node.module == "crossforget.cli.common", f"{path.name} imports {node.module}"
+
+
+def test_the_guard_line_names_per_class_thresholds_when_the_guard_refined():
+    from crossforget.cli.unlearn import guard_summary
+
+    common = {"alpha": 43.36, "steps": [{}] * 3, "acted_on": "retain", "met": True}
+    assert guard_summary(common) == "forgetting guard: alpha 43.36 after 3 probe step(s), acted on retain, met"
+    refined = {**common, "alpha": 7.5, "alphas": [120.0, 7.5], "met": False}
+    assert guard_summary(refined).startswith("forgetting guard: per-class alphas 120, 7.5 after 3")
+    assert guard_summary(refined).endswith("NOT met")

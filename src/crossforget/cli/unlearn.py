@@ -76,10 +76,7 @@ def run(args: argparse.Namespace) -> int:
             )
             guard = result.diagnostics.get("guard", {})
             if "acted_on" in guard:
-                console.print(
-                    f"  forgetting guard: alpha {guard['alpha']:.4g} after {len(guard['steps'])} probe "
-                    f"step(s), acted on {guard['acted_on']}, {'met' if guard['met'] else 'NOT met'}"
-                )
+                console.print(f"  {guard_summary(guard)}")
         atomic_write_json(tmp / "unlearn.json", report)
         if args.evaluate:  # inside the block: a failed evaluation leaves no checkpoint behind either
             results = evaluation_run.evaluate_checkpoints(checkpoint_dirs(tmp), args.forget, **settings)
@@ -92,3 +89,17 @@ def run(args: argparse.Namespace) -> int:
             write_results(tmp, "evaluation", results, columns, rows, title)
     console.print(f"unlearned checkpoint(s) written to {args.out}")
     return 0
+
+
+def guard_summary(guard: dict) -> str:
+    """One line for the forgetting guard's outcome (per-class thresholds when it refined per class)."""
+    alphas = guard.get("alphas")
+    where = (
+        "per-class alphas " + ", ".join(f"{a:.4g}" for a in alphas)
+        if alphas
+        else f"alpha {guard['alpha']:.4g}"
+    )
+    return (
+        f"forgetting guard: {where} after {len(guard['steps'])} probe step(s), acted on "
+        f"{guard['acted_on']}, {'met' if guard['met'] else 'NOT met'}"
+    )

@@ -184,7 +184,9 @@ def _diagnostics(diagnostics: dict) -> dict:
     guard = diagnostics.get("guard")
     if isinstance(guard, dict):
         keep["guard"] = {
-            k: guard.get(k) for k in ("alpha", "start_alpha", "acted_on", "met", "skipped") if k in guard
+            k: guard.get(k)
+            for k in ("alpha", "alphas", "start_alpha", "acted_on", "met", "skipped")
+            if k in guard
         }
         keep["guard"]["steps"] = len(guard.get("steps", []))
     for key in ("neighbours", "samples", "gamma"):
