@@ -200,7 +200,9 @@ def test_the_guard_line_names_per_class_thresholds_when_the_guard_refined():
     from crossforget.cli.unlearn import guard_summary
 
     common = {"alpha": 43.36, "steps": [{}] * 3, "acted_on": "retain", "met": True}
-    assert guard_summary(common) == "forgetting guard: alpha 43.36 after 3 probe step(s), acted on retain, met"
+    assert (
+        guard_summary(common) == "forgetting guard: alpha 43.36 after 3 probe step(s), acted on retain, met"
+    )
     refined = {**common, "alpha": 7.5, "alphas": [120.0, 7.5], "met": False}
     assert guard_summary(refined).startswith("forgetting guard: per-class alphas 120, 7.5 after 3")
     assert guard_summary(refined).endswith("NOT met")
