@@ -139,6 +139,7 @@ class GuardOutcome:
     message: str = ""
     alphas: tuple[float, ...] | None = None
     class_targets: tuple[float, ...] = ()
+    accepted: GuardStep | None = None
 
     def diagnostics(self, settings: GuardSettings, probe: RetentionProbe) -> dict:
         original = asdict(self.original)
@@ -175,6 +176,8 @@ def guarded_search(
     alpha_range: tuple[float, float],
     settings: GuardSettings,
     build_per_class: ClasswiseCandidate | None = None,
+    baseline: ProbeScores | None = None,
+    warn: bool = True,
 ) -> GuardOutcome:
     """Find an alpha whose candidate keeps and forgets, starting at ``alpha0``.
 
@@ -185,9 +188,11 @@ def guarded_search(
     bisects (in log alpha) between the last failing and the first passing value, within ``max_steps``.
     ``build_per_class(alphas)``: the candidate with one threshold per forget class (request order); with
     it, and a probe that scores each class, a search that ends kept but not forgotten is refined per
-    class (module docstring).
+    class (module docstring). ``baseline``: the scores every drop and target are measured against,
+    instead of ``original``'s (a later round of dampening keeps the first model's reference, so its
+    budget is cumulative). ``warn``: warn here when no candidate meets both (else the caller does).
     """
-    base = probe.score(original)
+    base = baseline if baseline is not None else probe.score(original)
     target = _target(base.forget, probe.forget_floor, settings)
     per_class = len(base.per_class) >= 2 and len(probe.class_floors) == len(base.per_class)
     class_targets = (
@@ -231,9 +236,11 @@ def guarded_search(
         chosen = _choose(steps)
     met = chosen.keeps and chosen.forgets
     message = _message(chosen, met, settings, base, target, len(steps))
-    if not met:
+    if not met and warn:
         warnings.warn(f"forgetting guard: {message}", RuntimeWarning, stacklevel=2)
-    return GuardOutcome(chosen.alpha, side, met, base, target, steps, message, chosen.alphas, class_targets)
+    return GuardOutcome(
+        chosen.alpha, side, met, base, target, steps, message, chosen.alphas, class_targets, chosen
+    )
 
 
 def _target(score: float, floor: float, settings: GuardSettings) -> float:

@@ -11,7 +11,14 @@ import torch
 from torch import nn
 
 from crossforget.core.errors import CrossforgetError
-from crossforget.unlearning.guard import GuardSettings, RetentionProbe, check_budget, guarded_search
+from crossforget.unlearning.guard import (
+    GuardOutcome,
+    GuardSettings,
+    ProbeScores,
+    RetentionProbe,
+    check_budget,
+    guarded_search,
+)
 from crossforget.unlearning.methods.base import (
     OptionsMethod,
     StageTimer,
@@ -57,7 +64,11 @@ class PPPOptions:
     ``guard_steps`` probe evaluations; None applies alpha unchecked. On a multi-class request with the
     per-class forget Fisher, a search that ends kept but not forgotten lowers the threshold of each
     unforgotten class on its own (an entry leaves S when it serves any forget class more than that
-    class's threshold allows), in at most ``guard_class_steps`` more evaluations. alpha 30, the
+    class's threshold allows), in at most ``guard_class_steps`` more evaluations. ``rounds``: when the
+    guarded result keeps but does not forget, PPP starts again from it, with the three Fishers
+    re-estimated at the dampened weights and the budget still measured from the input model, up to
+    ``rounds`` rounds in all, as long as each round forgets more (1 = the paper's single pass).
+    alpha 30, the
     guard's settings and the estimator were chosen on the validation split over the request panel
     (README, "How the PPP defaults were chosen"), never on the test queries.
     """
@@ -81,6 +92,7 @@ class PPPOptions:
     forget_tolerance: float = field(default=0.1, metadata=option_range(0, 1))
     guard_steps: int = field(default=8, metadata=option_range(1))
     guard_class_steps: int = field(default=8, metadata=option_range(0))
+    rounds: int = field(default=3, metadata=option_range(1))
 
 
 # The guard never goes below alpha = 1: there an entry matters more to the retained data than to the
@@ -132,8 +144,7 @@ class PPP(OptionsMethod):
             with timer.stage("dampen"):
                 sizes = apply_plan(clone, model, plans, o.alpha)
         else:
-            with timer.stage("guard"):
-                sizes = self._guarded(clone, model, plans, task.probe, diagnostics)
+            clone, sizes = self._rounds(clone, model, plans, task, seed, timer, diagnostics)
         totals = {r: sum(s[r] for s in sizes.values()) for r in ("S", "B", "C")}
         diagnostics.update(
             regions=totals, regions_per_tensor={k: v for k, v in sizes.items() if v["S"] < sum(v.values())}
@@ -141,7 +152,7 @@ class PPP(OptionsMethod):
         return UnlearnResult(clone, timer.total(), diagnostics)
 
     def plan(
-        self, model: nn.Module, task: UnlearningTask, seed: int, timer: StageTimer
+        self, model: nn.Module, task: UnlearningTask, seed: int, timer: StageTimer, warn: bool = True
     ) -> tuple[nn.Module, dict[str, TensorPlan] | None, dict]:
         """Prototypes, samples, the three Fishers and the alpha-free part of Eqs. 5-7.
 
@@ -149,7 +160,8 @@ class PPP(OptionsMethod):
         zero: nothing to do) and the diagnostics so far; any alpha can then be applied cheaply.
         """
         o = self.options
-        warn_about_forget_set(task)
+        if warn:
+            warn_about_forget_set(task)
         clone = copy_model(model)
         with timer.stage("prototypes"):
             prototypes = task.prototypes(o.prototype_modality)
@@ -232,20 +244,73 @@ class PPP(OptionsMethod):
         pooled = {key: torch.stack([f[key] for f in fishers]).amax(dim=0) for key in fishers[0]}
         return pooled, counts, fishers if len(groups) == len(names) else []
 
+    def _rounds(
+        self,
+        clone: nn.Module,
+        model: nn.Module,
+        plans: dict[str, TensorPlan],
+        task: UnlearningTask,
+        seed: int,
+        timer: StageTimer,
+        diagnostics: dict,
+    ) -> tuple[nn.Module, dict[str, dict[str, int]]]:
+        """The guarded dampening, repeated from its own result while it keeps but does not forget.
+
+        Why a further round helps: the empirical Fisher of a forget sample the model fits confidently
+        is small (its loss gradients vanish), so I_f under-ranks the entries that carry the class; once
+        a first round has weakened the class, its gradients grow and the re-estimated ratios single
+        those entries out. Every round uses the same seeded samples and the input model's probe scores,
+        so the retained budget is cumulative; a round is kept only if it stays within budget and
+        forgets more than the best so far. Returns the accepted model and its region sizes.
+        """
+        o, probe = self.options, task.probe
+        with timer.stage("guard"):
+            outcome, sizes = self._guarded(clone, model, plans, probe, None)
+        history, best = [outcome], (clone, sizes, outcome)
+        while len(history) < o.rounds and not outcome.met and outcome.accepted.keeps:
+            source = best[0]
+            candidate, plans, _ = self.plan(source, task, seed, timer, warn=False)
+            if plans is None:
+                break
+            with timer.stage("guard"):
+                outcome, sizes = self._guarded(candidate, source, plans, probe, history[0].original)
+            history.append(outcome)
+            if not (outcome.accepted.keeps and outcome.accepted.forget < best[2].accepted.forget):
+                break
+            best = (candidate, sizes, outcome)
+        clone, sizes, outcome = best
+        settings = self._settings()
+        record = outcome.diagnostics(settings, probe)
+        if len(history) > 1:
+            record.update(
+                round=history.index(outcome) + 1,
+                rounds=[_round_summary(h) for h in history],
+                earlier_rounds=[h.diagnostics(settings, probe) for h in history if h is not outcome],
+            )
+        diagnostics["guard"] = record
+        if not outcome.met:
+            where = f" (round {history.index(outcome) + 1} of {len(history)})" if len(history) > 1 else ""
+            warnings.warn(f"forgetting guard{where}: {outcome.message}", RuntimeWarning, stacklevel=3)
+        return clone, sizes
+
+    def _settings(self) -> GuardSettings:
+        o = self.options
+        return GuardSettings(
+            o.retain_budget, o.forget_tolerance, o.guard_steps, class_steps=o.guard_class_steps
+        )
+
     def _guarded(
         self,
         clone: nn.Module,
         model: nn.Module,
         plans: dict[str, TensorPlan],
         probe: RetentionProbe,
-        diagnostics: dict,
-    ) -> dict[str, dict[str, int]]:
+        baseline: ProbeScores | None,
+    ) -> tuple[GuardOutcome, dict[str, dict[str, int]]]:
         """Search alpha with the two-sided guard from the configured alpha; leave ``clone`` dampened at
-        the accepted value. ``clone`` is still the undampened copy when the guard scores the original."""
+        the accepted value. ``clone`` is still the undampened copy when the guard scores the original;
+        ``baseline``: the scores to measure against instead (a later round's)."""
         o = self.options
-        settings = GuardSettings(
-            o.retain_budget, o.forget_tolerance, o.guard_steps, class_steps=o.guard_class_steps
-        )
 
         def build(alpha: Thresholds) -> tuple[nn.Module, int]:
             sizes = apply_plan(clone, model, plans, alpha)
@@ -255,7 +320,29 @@ class PPP(OptionsMethod):
         finite = [p.critical[torch.isfinite(p.critical)] for p in plans.values()]
         highest = max((float(c.max()) for c in finite if c.numel()), default=o.alpha)
         outcome = guarded_search(
-            build, probe, clone, o.alpha, (MIN_ALPHA, highest), settings, build if per_class else None
+            build,
+            probe,
+            clone,
+            o.alpha,
+            (MIN_ALPHA, highest),
+            self._settings(),
+            build if per_class else None,
+            baseline=baseline,
+            warn=False,
         )
-        diagnostics["guard"] = outcome.diagnostics(settings, probe)
-        return apply_plan(clone, model, plans, outcome.alphas or outcome.alpha)
+        return outcome, apply_plan(clone, model, plans, outcome.alphas or outcome.alpha)
+
+
+def _round_summary(outcome: GuardOutcome) -> dict:
+    """One round of the guarded dampening in a line: its accepted threshold(s) and probe scores."""
+    step = outcome.accepted
+    summary = {
+        "alpha": outcome.alpha,
+        "met": outcome.met,
+        "retain_drop": step.retain_drop,
+        "forget": step.forget,
+        "dampened": step.dampened,
+    }
+    if outcome.alphas is not None:
+        summary["alphas"] = list(outcome.alphas)
+    return summary
