@@ -311,3 +311,28 @@ def test_ppp_refines_per_class_when_the_common_alpha_leaves_a_class_unforgotten(
     assert guard["class_targets"] == [-1.0, -1.0]
     without = _ppp(dataclasses.replace(task, probe=probe), saved.model, **{**options, "guard_class_steps": 0})
     assert all("alphas" not in step for step in without.diagnostics["guard"]["steps"])
+
+
+def test_ppp_runs_a_further_round_from_a_kept_but_unforgotten_result(tiny):
+    task, model = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # A floor nobody reaches and a loose budget: every round keeps and none forgets enough.
+    unreachable = dataclasses.replace(task, probe=dataclasses.replace(task.probe, forget_floor=-1.0))
+    options = dict(forget_tolerance=0.0, retain_budget=100.0, guard_steps=2)
+    with pytest.warns(RuntimeWarning, match="forgetting INCOMPLETE"):
+        two = _ppp(unreachable, model, rounds=2, **options)
+    guard = two.diagnostics["guard"]
+    assert len(guard["rounds"]) == 2 and guard["round"] in (1, 2)
+    assert len(guard["earlier_rounds"]) == 1
+    # The second round is measured against the input model's probe scores (a cumulative budget).
+    assert guard["earlier_rounds"][0]["original"] == guard["original"]
+    if guard["round"] == 2:  # kept only because it forgot more than the first
+        assert guard["rounds"][1]["forget"] < guard["rounds"][0]["forget"]
+    with pytest.warns(RuntimeWarning, match="forgetting INCOMPLETE"):
+        one = _ppp(unreachable, model, rounds=1, **options)
+    assert "rounds" not in one.diagnostics["guard"]
+    # The first of two rounds is the single-round result.
+    assert guard["rounds"][0]["alpha"] == one.diagnostics["guard"]["alpha"]
+    assert guard["rounds"][0]["dampened"] in [step["dampened"] for step in one.diagnostics["guard"]["steps"]]
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name])
