@@ -68,9 +68,9 @@ class PPPOptions:
     guarded result keeps but does not forget, PPP starts again from it, with the three Fishers
     re-estimated at the dampened weights and the budget still measured from the input model, up to
     ``rounds`` rounds in all, as long as each round forgets more (1 = the paper's single pass).
-    alpha 30, the
-    guard's settings and the estimator were chosen on the validation split over the request panel
-    (README, "How the PPP defaults were chosen"), never on the test queries.
+    alpha 30, the guard's settings, the refinement, the rounds and the estimator were chosen on the
+    validation split over the request panel (README, "How the PPP defaults were chosen"; the rounds
+    also on the classification probe), never on the test queries.
     """
 
     k: int = 3
