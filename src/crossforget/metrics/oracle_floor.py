@@ -68,8 +68,10 @@ def label_oracle_map(
     forget = np.zeros(query_labels.shape[1], dtype=bool)
     forget[list(forget_classes)] = True
     shared = query_labels[:, ~forget].astype(np.int64) @ db_labels[:, ~forget].T.astype(np.int64)
-    scored = forget.copy() if relevant_classes is None else np.zeros_like(forget)
-    scored[list(relevant_classes or [])] = True
+    scored = forget.copy()
+    if relevant_classes is not None:
+        scored = np.zeros_like(forget)
+        scored[list(relevant_classes)] = True
     if not (scored <= forget).all():
         raise CrossforgetError("relevant_classes must be a subset of forget_classes")
     relevance = (query_labels[:, scored].astype(np.int64) @ db_labels[:, scored].T.astype(np.int64)) > 0

@@ -76,12 +76,8 @@ def hashing_probe(
     # Each forget class scored alone (its forget queries, its own label's relevance), for the guard's
     # per-class refinement: two or more classes, each with probe queries and database items.
     f_labels = q_labels[forget_mask]
-    per_class = [
-        c
-        for c in forget_classes
-        if len(forget_classes) >= 2 and f_labels[:, c].any() and d_labels[:, c].any()
-    ]
-    if len(per_class) != len(forget_classes):
+    per_class = [c for c in forget_classes if f_labels[:, c].any() and d_labels[:, c].any()]
+    if len(forget_classes) < 2 or len(per_class) != len(forget_classes):
         per_class = []
 
     def score(model: nn.Module) -> ProbeScores:
